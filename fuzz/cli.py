@@ -1,0 +1,237 @@
+"""`vlfuzz` command line: a thin layer over campaign, target, and replay.
+
+Exit codes: `run` 0 = no failures, 1 = failures found, 2 = could not run;
+`replay` 0 = all fixed, 1 = any still failing, 2 = error; `target` 0 / 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from fuzz import __version__
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """'90', '90s', '10m', '8h', '1d' -> seconds."""
+    m = _DURATION.match(text)
+    if not m or float(m.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (use e.g. 90s, 10m, 8h)")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+    return value
+
+
+def _url(text: str) -> str:
+    if not re.match(r"^https?://[^/\s]+", text):
+        raise argparse.ArgumentTypeError(f"not an http(s) URL: {text!r}")
+    return text.rstrip("/")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="vlfuzz", description="Multimodal concurrency fuzzer for vLLM's OpenAI-compatible server.")
+    p.add_argument("--version", action="version", version=f"vlfuzz {__version__}")
+    p.add_argument("--cache", type=Path, default=None,
+                   help="cache folder for the embedded target (default: $VLFUZZ_CACHE or ~/.cache/vlfuzz)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a fuzz campaign and write a report",
+                         description="Generate concurrent multimodal traffic, catch failures, "
+                                     "minimize and bundle them, and write DIR/report.md.")
+    run.add_argument("--endpoint", type=_url, help="vLLM base URL (default: start the embedded target)")
+    run.add_argument("--model", help="served model name (default: the first one /v1/models lists)")
+    run.add_argument("--api-key", help="bearer token for the endpoint")
+    run.add_argument("--duration", type=parse_duration, default=parse_duration("5m"),
+                     help="how long to fuzz, e.g. 90s, 10m, 8h (default: 5m)")
+    run.add_argument("--seed", type=int, default=None, help="generation seed (default: from the clock)")
+    run.add_argument("--out", type=Path, default=None,
+                     help="output folder (default: reports/run-YYYYmmdd-HHMMSS)")
+    run.add_argument("--max-requests", type=_positive_int, default=32, help="largest burst (default 32)")
+    run.add_argument("--max-output-tokens", type=_positive_int, default=64,
+                     help="largest max_tokens drawn (default 64)")
+    run.add_argument("--first-byte-timeout", type=float, default=120.0, metavar="S")
+    run.add_argument("--stall-timeout", type=float, default=60.0, metavar="S")
+    run.add_argument("--total-timeout", type=float, default=300.0, metavar="S")
+    run.add_argument("--no-minimize", action="store_true", help="bundle failures as seen, unminimized")
+    run.add_argument("--minimize-replays", type=_positive_int, default=40,
+                     help="replay budget per minimization (default 40)")
+    run.add_argument("--minimize-time", type=parse_duration, default=parse_duration("4m"),
+                     help="wall-time budget per minimization (default 4m)")
+    run.add_argument("--keep-target", action="store_true",
+                     help="leave the embedded target running afterwards")
+
+    target = sub.add_parser("target", help="manage the embedded vLLM target",
+                            description="Install (once), start, stop or inspect the embedded vLLM "
+                                        "serving a tiny random-weight Qwen3-VL.")
+    target.add_argument("action", choices=["up", "down", "status"])
+    target.add_argument("--port", type=int, default=None, help="port for `up` (default: a free one)")
+    target.add_argument("--server-arg", action="append", default=[], metavar="ARG",
+                        help="extra argument passed to vLLM (repeatable)")
+
+    replay = sub.add_parser("replay", help="replay saved bundles: FIXED / STILL FAILING / ERROR",
+                            description="Replay failure bundles; exit 0 if all fixed, 1 if any "
+                                        "still fails, 2 on error.")
+    replay.add_argument("paths", nargs="+", type=Path, help="bundle folders, .tar.gz files or folders of them")
+    replay.add_argument("--endpoint", type=_url, help="vLLM base URL (default: the embedded target)")
+    replay.add_argument("--model", help="served model name (default: the bundle's or the server's)")
+    replay.add_argument("--runs", type=_positive_int, default=3, help="replays per bundle (default 3)")
+    replay.add_argument("--junit", type=Path, help="write JUnit XML here")
+    return p
+
+
+def _log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def _external_endpoint(url: str, model: str | None, api_key: str | None):
+    from fuzz.runner import Endpoint, fetch_target_info
+
+    if model is None:
+        info = asyncio.run(fetch_target_info(Endpoint(base_url=url, model="", api_key=api_key)))
+        model = info.get("model_id")
+        if not model:
+            raise SystemExit(f"vlfuzz: cannot reach {url} or it lists no model "
+                             f"({info.get('errors')}); is the server up? (use --model to skip the lookup)")
+    return Endpoint(base_url=url, model=model, api_key=api_key)
+
+
+def _target_paths(args):
+    from fuzz.target.embedded import target_paths
+
+    return target_paths(args.cache)
+
+
+def cmd_target(args) -> int:
+    from fuzz.target import embedded, server
+    from fuzz.target.server import ServerConfig, TargetError
+
+    paths = _target_paths(args)
+    if args.action == "up":
+        try:
+            state = embedded.up(paths, ServerConfig(port=args.port, extra_args=tuple(args.server_arg)),
+                                log=_log)
+        except (TargetError, OSError) as e:
+            print(f"vlfuzz: embedded target failed: {e}", file=sys.stderr)
+            return 2
+        print(json.dumps({"base_url": state.base_url, "model": state.model, "pid": state.pid}))
+        return 0
+    if args.action == "down":
+        print("stopped" if embedded.down(paths, log=_log) else "not running")
+        return 0
+    st = server.status(paths)
+    print(json.dumps(st, indent=2))
+    return 0 if st["state"] == "up" else 3
+
+
+def cmd_run(args) -> int:
+    from fuzz.campaign import BundleWritten, CampaignConfig, FailureFound, Noted, ScenarioFinished, run_campaign
+    from fuzz.minimize import Budget
+    from fuzz.model import Deadlines
+    from fuzz.runner import Endpoint
+    from fuzz.supervisor import EmbeddedSupervisor, ExternalSupervisor
+    from fuzz.target import embedded, server
+    from fuzz.target.server import ServerConfig, TargetError
+
+    seed = args.seed if args.seed is not None else int(time.time()) % 1_000_000
+    out = args.out or Path("reports") / time.strftime("run-%Y%m%d-%H%M%S")
+    started_here = False
+    if args.endpoint:
+        supervisor = ExternalSupervisor(_external_endpoint(args.endpoint, args.model, args.api_key), log=_log)
+    else:
+        paths = _target_paths(args)
+        config = ServerConfig()
+        started_here = server.running(paths) is None
+        try:
+            state = embedded.up(paths, config, log=_log)
+        except (TargetError, OSError) as e:
+            print(f"vlfuzz: embedded target failed: {e}", file=sys.stderr)
+            return 2
+        supervisor = EmbeddedSupervisor(paths, config, Endpoint(state.base_url, state.model), log=_log)
+    cfg = CampaignConfig(
+        out_dir=out, duration_s=args.duration, seed=seed,
+        deadlines=Deadlines(args.first_byte_timeout, args.stall_timeout, args.total_timeout),
+        max_requests=args.max_requests, max_output_tokens=args.max_output_tokens,
+        minimize=not args.no_minimize,
+        minimize_budget=Budget(max_replays=args.minimize_replays, max_wall_s=args.minimize_time))
+    _log(f"vlfuzz {__version__}: fuzzing {supervisor.endpoint.base_url} for {args.duration:.0f}s, "
+         f"seed {seed}, output in {out}")
+    last = [0.0]
+
+    def on_event(event) -> None:
+        if isinstance(event, ScenarioFinished):
+            now = time.monotonic()
+            if now - last[0] >= 5 or event.failures:
+                last[0] = now
+                s = event.summary
+                _log(f"  scenarios {s.scenarios:4d}  requests {s.requests:6d}  "
+                     f"{s.requests_per_s:5.1f} req/s  failures {len(s.failures)} unique "
+                     f"({sum(f.count for f in s.failures.values())})")
+        elif isinstance(event, FailureFound) and event.new:
+            _log(f"  NEW {event.failure.kind}: {event.failure.signature[:120]}")
+        elif isinstance(event, BundleWritten):
+            _log(f"  bundle {event.path} ({event.stats.reproduced or '1/1'} reproduced)")
+        elif isinstance(event, Noted):
+            _log(f"  {event.message}")
+
+    try:
+        summary = run_campaign(cfg, supervisor, on_event)
+    finally:
+        if started_here and not args.keep_target:
+            embedded.down(_target_paths(args), log=_log)
+    report = (out / "report.md").read_text()
+    print("\n" + report)
+    _log(f"report: {out / 'report.md'}")
+    if summary.stopped_because.startswith("target unavailable"):
+        return 2
+    return 1 if summary.failures else 0
+
+
+def cmd_replay(args) -> int:
+    from fuzz.replay import replay_paths
+    from fuzz.target import embedded
+    from fuzz.target.server import ServerConfig, TargetError
+
+    if args.endpoint:
+        endpoint = _external_endpoint(args.endpoint, args.model, None)
+    else:
+        from fuzz.runner import Endpoint
+
+        try:
+            state = embedded.up(_target_paths(args), ServerConfig(), log=_log)
+        except (TargetError, OSError) as e:
+            print(f"vlfuzz: embedded target failed: {e}", file=sys.stderr)
+            return 2
+        endpoint = Endpoint(state.base_url, args.model or state.model)
+    return replay_paths(args.paths, endpoint, runs=args.runs, junit_path=args.junit)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {"run": cmd_run, "target": cmd_target, "replay": cmd_replay}[args.command]
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        print("vlfuzz: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

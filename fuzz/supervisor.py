@@ -1,0 +1,85 @@
+"""Keeps the target reachable between scenarios.
+
+The embedded target is restarted when it died or wedged; an external endpoint is
+waited for with backoff (vlfuzz cannot restart someone else's server). Either way
+the campaign never fires requests into a dead server.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from fuzz.runner import Endpoint
+from fuzz.target import server
+from fuzz.target.paths import TargetPaths
+from fuzz.target.server import ServerConfig, TargetError
+
+Log = Callable[[str], None]
+
+
+class TargetUnavailable(RuntimeError):
+    """The target stayed unreachable for longer than we are willing to wait."""
+
+
+@dataclass
+class EmbeddedSupervisor:
+    """Owns the embedded vLLM: knows how to restart it and what flags it runs with."""
+
+    paths: TargetPaths
+    config: ServerConfig
+    endpoint: Endpoint
+    log: Log = print
+    restarts: int = 0
+
+    def healthy(self) -> bool:
+        return server.health_status(self.endpoint.base_url) == 200
+
+    def recover(self) -> None:
+        from fuzz.target import embedded
+
+        self.log("embedded target is down or wedged: restarting it")
+        self.restarts += 1
+        try:
+            state = embedded.restart(self.paths, self.config, log=self.log)
+        except TargetError as e:
+            raise TargetUnavailable(str(e)) from e
+        self.endpoint = Endpoint(base_url=state.base_url, model=state.model)
+
+    def identity(self) -> dict[str, object]:
+        state = server.read_state(self.paths)
+        return {"embedded": True, "server_argv": state.argv if state else None,
+                "log_file": str(self.paths.log_file)}
+
+
+@dataclass
+class ExternalSupervisor:
+    """An endpoint we do not own: wait for it to come back, with backoff."""
+
+    endpoint: Endpoint
+    max_wait_s: float = 600.0
+    log: Log = print
+    waits: list[float] = field(default_factory=list)
+
+    def healthy(self) -> bool:
+        return server.health_status(self.endpoint.base_url) == 200
+
+    def recover(self) -> None:
+        started = time.monotonic()
+        delay = 1.0
+        self.log(f"{self.endpoint.base_url} is not healthy: waiting for it (up to {self.max_wait_s:.0f}s)")
+        while not self.healthy():
+            waited = time.monotonic() - started
+            if waited > self.max_wait_s:
+                self.waits.append(waited)
+                raise TargetUnavailable(f"{self.endpoint.base_url}/health not 200 after {waited:.0f}s")
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
+        self.waits.append(time.monotonic() - started)
+
+    def identity(self) -> dict[str, object]:
+        return {"embedded": False}
+
+
+Supervisor = EmbeddedSupervisor | ExternalSupervisor

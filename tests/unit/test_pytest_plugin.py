@@ -1,0 +1,115 @@
+"""The pytest plugin: bundles become test items; inert without --vlfuzz-bundles.
+
+Inner runs (in-process, for speed) replace `fuzz.pytest_plugin.replay_one` from their
+conftest, so no server is needed: a bundle's verdict is read off its name (fixed /
+still / anything else).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fuzz.bundle import Bundle, fuzzer_info, write_bundle
+import fuzz.replay  # noqa: F401 - imported once here, not by every inner run
+from fuzz.model import Deadlines, Failure, RequestSpec, RequestTrace, Scenario, Trace
+
+pytest_plugins = ["pytester"]
+# In-process inner runs re-import (and assert-rewrite) every plugin they load, ~1.5 s
+# for hypothesis + benchmark; blocking them (a no-op when absent) keeps runs ~50 ms.
+FAST = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:benchmark")
+
+CONFTEST = '''
+import fuzz.pytest_plugin as plugin
+from fuzz.replay import ReplayResult, Verdict
+
+def fake_replay(bundle_path, *, endpoint_url, model, runs):
+    name = bundle_path.name
+    verdict = (Verdict.FIXED if name.startswith("fixed") else
+               Verdict.STILL_FAILING if name.startswith("still") else Verdict.ERROR)
+    failing = runs if verdict is Verdict.STILL_FAILING else 0
+    return ReplayResult(bundle_path, verdict, runs, failing, (), f"fake via {endpoint_url}",
+                        0.0, name)
+
+_real = plugin.replay_one
+
+def pytest_configure(config):
+    plugin.replay_one = fake_replay
+
+def pytest_unconfigure(config):  # inner runs are in-process: put the real one back
+    plugin.replay_one = _real
+'''
+
+
+def _bundle(signature: str) -> Bundle:
+    scenario = Scenario((RequestSpec("r0", {"messages": [{"role": "user", "content": "x"}]}),))
+    trace = Trace((RequestTrace("r0", 0.0, 500),), Deadlines())
+    return Bundle(scenario, Failure("server_error", signature, "boom"), trace, (1, 1),
+                  {}, fuzzer_info(), 1)
+
+
+@pytest.fixture
+def inner(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_plain="def test_plain():\n    assert True\n")
+    for sig in ("fixed|500|a", "still|500|b", "zzz|500|c"):
+        write_bundle(_bundle(sig), pytester.path / "bundles")
+    return pytester
+
+
+def _run(p: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return p.runpytest_inprocess(*FAST, "--vlfuzz-endpoint",
+                                  "http://127.0.0.1:9", *args)
+
+
+def test_bundles_become_items(inner: pytest.Pytester) -> None:
+    result = _run(inner, "--vlfuzz-bundles", "bundles", "--vlfuzz-runs", "2", "-rA")
+    result.assert_outcomes(passed=2, failed=1, errors=1)
+    result.stdout.fnmatch_lines(["collected 4 items", "vlfuzz-bundles .FE*",
+                                 "*ERROR at setup of vlfuzz bundle zzz-500-c-*",
+                                 "ERROR         0/2  zzz-500-c-*  fake via http://127.0.0.1:9",
+                                 "*vlfuzz bundle still-500-b-*",
+                                 "STILL FAILING 2/2  still-500-b-*"])
+    assert "Traceback" not in result.stdout.str() and "runner.py" not in result.stdout.str()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_fixed_bundle_passes_and_k_selects(inner: pytest.Pytester) -> None:
+    result = _run(inner, "--vlfuzz-bundles", "bundles", "-k", "fixed", "-v")
+    result.assert_outcomes(passed=1, deselected=3)
+    result.stdout.fnmatch_lines(["vlfuzz-bundles::fixed-500-a-* PASSED*"])
+    assert result.ret == pytest.ExitCode.OK
+
+
+def test_missing_bundle_path_errors(inner: pytest.Pytester) -> None:
+    result = _run(inner, "--vlfuzz-bundles", "no-such-dir", "-k", "no-such")
+    result.assert_outcomes(errors=1)
+
+
+def test_inert_without_option(inner: pytest.Pytester) -> None:
+    result = inner.runpytest_inprocess(*FAST)
+    result.assert_outcomes(passed=1)
+    assert "vlfuzz-bundles" not in result.stdout.str()
+
+
+def test_bundles_need_an_endpoint(inner: pytest.Pytester) -> None:
+    result = inner.runpytest_inprocess(*FAST, "--vlfuzz-bundles", "bundles")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--vlfuzz-bundles needs --vlfuzz-endpoint*"])
+
+
+def test_seam_restored_after_inner_runs() -> None:
+    import fuzz.pytest_plugin as plugin
+
+    assert plugin.replay_one.__module__ == "fuzz.pytest_plugin"
+
+
+def test_plugin_import_is_light() -> None:
+    code = ("import sys, fuzz.pytest_plugin\n"
+            "heavy = [m for m in ('aiohttp', 'fuzz.replay', 'fuzz.bundle', 'fuzz.runner',"
+            " 'jsonschema') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent)

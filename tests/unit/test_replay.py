@@ -1,0 +1,183 @@
+"""Replay: verdicts, exit codes and JUnit XML, with the runner and oracles faked."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import socket
+import threading
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from fuzz.bundle import Bundle, fuzzer_info, write_bundle
+from fuzz.model import Deadlines, Failure, RequestSpec, RequestTrace, Scenario, Trace
+from fuzz.replay import ReplayResult, Verdict, check_health, replay_bundle, replay_paths
+
+
+@dataclass(frozen=True)
+class FakeEndpoint:
+    base_url: str
+    model: str
+    api_key: str | None = None
+
+
+ENDPOINT = FakeEndpoint("http://127.0.0.1:9", "")
+
+
+def make_bundle(signature: str) -> Bundle:
+    scenario = Scenario((RequestSpec("r0", {"messages": [{"role": "user", "content": "x"}]}),))
+    trace = Trace((RequestTrace("r0", 0.0, 500, end_s=0.1),), Deadlines(1.0, 2.0, 3.0))
+    return Bundle(scenario, Failure("server_error", signature, "boom", "r0"), trace, (3, 3),
+                  {"model_id": "tiny"}, fuzzer_info(1), 5)
+
+
+class Fakes:
+    """A target whose failures are scripted per run: `plan[i]` is what run i shows."""
+
+    def __init__(self, plan: list[list[str]] | None = None, healthy: bool = True) -> None:
+        self.plan, self.healthy, self.calls = plan or [], healthy, []
+
+    async def run(self, endpoint, scenario, deadlines) -> Trace:
+        self.calls.append((endpoint, deadlines))
+        return Trace((), deadlines)
+
+    def check(self, scenario, trace) -> list[Failure]:
+        sigs = self.plan[len(self.calls) - 1] if len(self.calls) <= len(self.plan) else []
+        return [Failure("k", s, "m") for s in sigs]
+
+    async def health(self, endpoint) -> str | None:
+        return None if self.healthy else "GET /health failed: ConnectionRefusedError"
+
+    def inject(self) -> dict:
+        return {"run": self.run, "check": self.check, "health": self.health}
+
+
+def replay(bundle, fakes: Fakes, **kw) -> ReplayResult:
+    return asyncio.run(replay_bundle(bundle, ENDPOINT, **fakes.inject(), **kw))
+
+
+def test_still_failing_when_signature_shows_in_any_run() -> None:
+    fakes = Fakes([[], ["other|1|x"], ["sig|500|a", "other|1|x"]])
+    r = replay(make_bundle("sig|500|a"), fakes)
+    assert (r.verdict, r.failing_runs, r.runs) == (Verdict.STILL_FAILING, 1, 3)
+    assert r.observed_signatures == ("other|1|x", "sig|500|a") and "other|1|x" in r.message
+    assert r.line().startswith("STILL FAILING 1/3  sig|500|a")
+
+
+def test_fixed_when_never_seen_and_defaults_from_bundle() -> None:
+    fakes = Fakes([["unrelated"]])
+    r = replay(make_bundle("sig|500|a"), fakes, runs=2)
+    assert (r.verdict, r.failing_runs, r.runs) == (Verdict.FIXED, 0, 2)
+    endpoint, deadlines = fakes.calls[0]
+    assert endpoint.model == "tiny" and deadlines == Deadlines(1.0, 2.0, 3.0)
+    fakes = Fakes()
+    asyncio.run(replay_bundle(make_bundle("s"), FakeEndpoint("http://x", "mine"), runs=1,
+                              deadlines=Deadlines(9, 9, 9), **fakes.inject()))
+    assert fakes.calls[0] == (FakeEndpoint("http://x", "mine"), Deadlines(9, 9, 9))
+
+
+def test_error_when_target_down_before_replay() -> None:
+    fakes = Fakes(healthy=False)
+    r = replay(make_bundle("sig"), fakes)
+    assert r.verdict is Verdict.ERROR and "health" in r.message and fakes.calls == []
+
+
+def test_error_when_a_run_raises_but_still_failing_wins() -> None:
+    class Boom(Fakes):
+        async def run(self, endpoint, scenario, deadlines):
+            await super().run(endpoint, scenario, deadlines)
+            if len(self.calls) == 2:
+                raise RuntimeError("runner broke")
+            return Trace(())
+
+    r = replay(make_bundle("sig"), Boom([[]]))
+    assert r.verdict is Verdict.ERROR and "runner broke" in r.message and r.runs == 1
+    r = replay(make_bundle("sig"), Boom([["sig"]]))
+    assert r.verdict is Verdict.STILL_FAILING and "runner broke" in r.message
+
+
+def test_unloadable_bundle_path_is_error(tmp_path: Path) -> None:
+    (tmp_path / "bad.tar.gz").write_bytes(b"junk")
+    r = replay(tmp_path / "bad.tar.gz", Fakes())
+    assert r.verdict is Verdict.ERROR and r.bundle_path == tmp_path / "bad.tar.gz"
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    for sig in ("alpha|500|a", "beta|500|b"):
+        write_bundle(make_bundle(sig), tmp_path / "bundles")
+    return tmp_path / "bundles"
+
+
+def _run_paths(paths, fakes: Fakes, tmp_path: Path) -> tuple[int, list[str], ET.Element]:
+    lines: list[str] = []
+    junit = tmp_path / "reports" / "junit.xml"
+    code = replay_paths(paths, ENDPOINT, runs=1, junit_path=junit, out=lines.append,
+                        **fakes.inject())
+    return code, lines, ET.parse(junit).getroot()
+
+
+def test_exit_0_when_all_fixed(corpus: Path, tmp_path: Path) -> None:
+    code, lines, root = _run_paths([corpus], Fakes(), tmp_path)
+    assert code == 0 and sum(line.startswith("FIXED") for line in lines) == 2
+    suite = root.find("testsuite")
+    assert suite.get("name") == "vlfuzz.replay" and suite.get("tests") == "2"
+    assert suite.get("failures") == "0" and suite.get("errors") == "0"
+    assert not suite.findall("testcase/failure") and not suite.findall("testcase/error")
+
+
+def test_exit_1_when_still_failing(corpus: Path, tmp_path: Path) -> None:
+    code, lines, root = _run_paths([corpus], Fakes([["beta|500|b"], ["beta|500|b"]]), tmp_path)
+    assert code == 1 and any(line.startswith("STILL FAILING 1/1  beta|500|b") for line in lines)
+    failures = root.findall("testsuite/testcase/failure")
+    assert len(failures) == 1 and "beta|500|b" in failures[0].get("message")
+    assert root.find("testsuite").get("failures") == "1"
+
+
+def test_corrupt_bundle_among_good_ones_is_error_not_crash(corpus: Path, tmp_path: Path) -> None:
+    (corpus / "zz-corrupt.tar.gz").write_bytes(b"\x1f\x8b\x08\x00\x00broken")
+    code, lines, root = _run_paths([corpus, tmp_path / "nowhere"],
+                                   Fakes([["alpha|500|a"]]), tmp_path)
+    assert code == 2
+    assert [line.split()[0] for line in lines[:-1]] == ["STILL", "FIXED", "ERROR", "ERROR"]
+    names = [c.get("name") for c in root.findall("testsuite/testcase")]
+    assert names[0].startswith("alpha-500-a-") and names[1].startswith("beta-500-b-")
+    assert names[2:] == ["zz-corrupt.tar.gz", "nowhere"]
+    assert len(root.findall("testsuite/testcase/error")) == 2
+    assert len(root.findall("testsuite/testcase/failure")) == 1
+
+
+def test_empty_directory_is_fine(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    lines: list[str] = []
+    assert replay_paths([tmp_path / "empty"], ENDPOINT, out=lines.append, **Fakes().inject()) == 0
+    assert "no bundles" in lines[0]
+
+
+class _Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802
+        self.send_response(200 if self.path == "/health" else 404)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_check_health_on_loopback() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        assert asyncio.run(check_health(FakeEndpoint(base, "m"))) is None
+        assert asyncio.run(check_health(FakeEndpoint(base + "/v1", "m"))) is None
+    finally:
+        server.shutdown()
+        server.server_close()
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    problem = asyncio.run(check_health(FakeEndpoint(f"http://127.0.0.1:{port}", "m"), 2.0))
+    assert problem is not None and "failed" in problem
