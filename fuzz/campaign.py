@@ -132,8 +132,11 @@ class _Campaign:
                              "failures": sorted({f.signature for f in failures})})
         self.on_event(ScenarioFinished(index, len(scenario.requests), tuple(failures),
                                        trace.wall_s, self.summary))
+        new = [f for f in _unique(failures) if f.signature not in self.summary.failures]
+        primary = min(new, key=_severity) if new else None
         for failure in _unique(failures):
-            self._record(failure, scenario, trace)
+            self._record(failure, scenario, trace, is_primary=failure is primary,
+                         primary=primary)
         self._maybe_write_report()
 
     def _count(self, scenario: Scenario, trace: Trace) -> None:
@@ -147,7 +150,10 @@ class _Campaign:
         for spec in scenario.requests:
             s.features.update(spec.tags)
 
-    def _record(self, failure: Failure, scenario: Scenario, trace: Trace) -> None:
+    def _record(self, failure: Failure, scenario: Scenario, trace: Trace, *, is_primary: bool,
+                primary: Failure | None) -> None:
+        """Count a failure; bundle a new one, and minimize it if it is the scenario's
+        primary (most severe) new failure - the others are usually its consequences."""
         known = self.summary.failures.get(failure.signature)
         self.journal.append({"type": "failure", "scenario": self.summary.scenarios - 1,
                              "new": known is None, **failure.to_json()})
@@ -163,6 +169,10 @@ class _Campaign:
         self._write(stats, scenario, trace, failure, Reproduced(1, 1), len(scenario.requests))
         if not self.config.minimize:
             stats.minimize_note = "not minimized (--no-minimize)"
+            return
+        if not is_primary:
+            stats.minimize_note = f"not minimized: seen together with `{primary.signature[:80]}`" \
+                if primary else "not minimized"
             return
         if self.time_left() < 30:
             stats.minimize_note = "not minimized: campaign time ran out"
@@ -196,7 +206,7 @@ class _Campaign:
     def _write(self, stats: FailureStats, scenario: Scenario, trace: Trace, failure: Failure,
                reproduced: Reproduced, original_count: int) -> None:
         bundle = Bundle(scenario=scenario, failure=failure, trace=trace, reproduced=reproduced,
-                        target=self.summary.target,
+                        target={**self.summary.target, **self.supervisor.evidence()},
                         fuzzer={"version": __version__, "seed": self.config.seed},
                         original_request_count=original_count)
         path = write_bundle(bundle, self.config.out_dir / "bundles")
@@ -211,6 +221,14 @@ class _Campaign:
             self.last_report = now
             self.summary.elapsed_s = now - self.started
             write_atomic(self.config.out_dir / "report.md", render_report(self.summary))
+
+
+_SEVERITY = ("target_dead", "target_wedged", "hang", "server_error", "transport")
+
+
+def _severity(failure: Failure) -> int:
+    """Lower is more severe: a dead target explains the 500s and resets around it."""
+    return _SEVERITY.index(failure.kind) if failure.kind in _SEVERITY else len(_SEVERITY)
 
 
 def _unique(failures: list[Failure]) -> list[Failure]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fuzz import __version__
 from fuzz.bundle import target_model
@@ -163,7 +163,7 @@ def render_issue(bundle: Bundle) -> str:
     f, t = bundle.failure, bundle.target
     k, n = bundle.reproduced
     model = target_model(t)
-    env = [f"- {key}: `{json.dumps(value, default=str)}`" for key, value in sorted(t.items())]
+    env = [f"- {key}: `{json.dumps(t[key], default=str)}`" for key in _ENV_KEYS if t.get(key) is not None]
     env.append(f"- vlfuzz: {bundle.fuzzer.get('vlfuzz_version', __version__)}"
                f" (seed {bundle.fuzzer.get('seed')})")
     lines, too_big = curl_script(bundle.scenario, model)
@@ -184,4 +184,18 @@ def render_issue(bundle: Bundle) -> str:
         "## Actual", "", *_actual(bundle), "",
         "## Reproduction rate", "",
         f"{k}/{n} runs of the minimized scenario showed this failure.", "",
+        *_server_log(t),
     ])
+
+
+# What identifies the server; long or volatile fields (model lists, errors) stay in bundle.json.
+_ENV_KEYS = ("version", "model", "model_id", "max_model_len", "base_url", "embedded", "server_argv")
+
+
+def _server_log(target: Mapping[str, Any]) -> list[str]:
+    """The embedded server's log tail, folded away, when the bundle carries one."""
+    tail = target.get("server_log_tail")
+    if not isinstance(tail, str) or not tail.strip():
+        return []
+    return ["<details><summary>Server log (tail)</summary>", "", "```", tail.strip()[-12000:],
+            "```", "", "</details>", ""]

@@ -47,6 +47,10 @@ class EmbeddedSupervisor:
             raise TargetUnavailable(str(e)) from e
         self.endpoint = Endpoint(base_url=state.base_url, model=state.model)
 
+    def evidence(self) -> dict[str, object]:
+        """What the server said lately (its log tail), for a bundle's evidence."""
+        return {"server_log_tail": server.log_tail(self.paths.log_file, lines=80)}
+
     def identity(self) -> dict[str, object]:
         state = server.read_state(self.paths)
         return {"embedded": True, "server_argv": state.argv if state else None,
@@ -77,6 +81,9 @@ class ExternalSupervisor:
             time.sleep(delay)
             delay = min(delay * 2, 30.0)
         self.waits.append(time.monotonic() - started)
+
+    def evidence(self) -> dict[str, object]:
+        return {}
 
     def identity(self) -> dict[str, object]:
         return {"embedded": False}

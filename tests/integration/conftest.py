@@ -1,4 +1,8 @@
-"""The embedded real vLLM, started once per test session (installed on first use)."""
+"""The embedded real vLLM, started once per test session (installed on first use).
+
+Tests may kill or crash the target (that is what a fuzzer finds); `real_target`
+brings it back before each test that needs it, so one crash does not fail the rest.
+"""
 
 from __future__ import annotations
 
@@ -14,13 +18,19 @@ def target_paths():
 
 
 @pytest.fixture(scope="session")
-def real_target(target_paths) -> Endpoint:
-    """Reuses a running embedded target; stops it afterwards only if it started it."""
+def _session_target(target_paths):
+    """Stops the target at the end only if this session started it."""
     started_here = server.running(target_paths) is None
-    state = embedded.up(target_paths, log=print)
-    yield Endpoint(base_url=state.base_url, model=state.model)
+    embedded.up(target_paths, log=print)
+    yield
     if started_here:
         embedded.down(target_paths, log=print)
+
+
+@pytest.fixture
+def real_target(target_paths, _session_target) -> Endpoint:
+    state = embedded.up(target_paths, log=print)  # no-op when healthy, restart when not
+    return Endpoint(base_url=state.base_url, model=state.model)
 
 
 def pytest_collection_modifyitems(items):
