@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
+import os
 import re
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +23,7 @@ from fuzz import __version__
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+DEFAULT_DURATION = "5m"
 
 
 def parse_duration(text: str) -> float:
@@ -37,6 +42,15 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
     return value
+
+
+def _header(text: str) -> tuple[str, str]:
+    from fuzz.redact import parse_header
+
+    try:
+        return parse_header(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _url(text: str) -> str:
@@ -58,9 +72,18 @@ def build_parser() -> argparse.ArgumentParser:
                                      "minimize and bundle them, and write DIR/report.md.")
     run.add_argument("--endpoint", type=_url, help="vLLM base URL (default: start the embedded target)")
     run.add_argument("--model", help="served model name (default: the first one /v1/models lists)")
-    run.add_argument("--api-key", help="bearer token for the endpoint")
-    run.add_argument("--duration", type=parse_duration, default=parse_duration("5m"),
-                     help="how long to fuzz, e.g. 90s, 10m, 8h (default: 5m)")
+    run.add_argument("--api-key", default=os.environ.get("VLFUZZ_API_KEY") or None,
+                     help="bearer token for the endpoint (default: $VLFUZZ_API_KEY); never written out")
+    run.add_argument("--header", type=_header, action="append", default=[], metavar="NAME:VALUE",
+                     help="extra header sent with every request (repeatable); values are never written out")
+    run.add_argument("--duration", type=parse_duration, default=None,
+                     help="how long to fuzz, e.g. 90s, 10m, 8h (default: 5m; with --resume: "
+                          "the campaign's own duration; counted over all sessions)")
+    run.add_argument("--resume", type=Path, default=None, metavar="DIR",
+                     help="continue the campaign in DIR after a crash, kill or ^C (same seed stream, "
+                          "counters, known failures; pending minimizations are finished first)")
+    run.add_argument("--max-target-wait", type=parse_duration, default=parse_duration("10m"),
+                     help="how long to wait for an external endpoint that went away (default: 10m)")
     run.add_argument("--seed", type=int, default=None, help="generation seed (default: from the clock)")
     run.add_argument("--out", type=Path, default=None,
                      help="output folder (default: reports/run-YYYYmmdd-HHMMSS)")
@@ -101,16 +124,20 @@ def _log(msg: str) -> None:
     print(msg, flush=True)
 
 
-def _external_endpoint(url: str, model: str | None, api_key: str | None):
-    from fuzz.runner import Endpoint, fetch_target_info
+def _external_endpoint(url: str, model: str | None, api_key: str | None,
+                       headers: tuple[tuple[str, str], ...] = ()):
+    from fuzz.auth import AuthEndpoint
+    from fuzz.runner import fetch_target_info
 
+    endpoint = AuthEndpoint(base_url=url, model=model or "", api_key=api_key, extra_headers=headers)
     if model is None:
-        info = asyncio.run(fetch_target_info(Endpoint(base_url=url, model="", api_key=api_key)))
+        info = asyncio.run(fetch_target_info(endpoint))
         model = info.get("model_id")
         if not model:
+            errors = endpoint.redactor()(info.get("errors"))
             raise SystemExit(f"vlfuzz: cannot reach {url} or it lists no model "
-                             f"({info.get('errors')}); is the server up? (use --model to skip the lookup)")
-    return Endpoint(base_url=url, model=model, api_key=api_key)
+                             f"({errors}); is the server up? (use --model to skip the lookup)")
+    return dataclasses.replace(endpoint, model=model)
 
 
 def _target_paths(args):
@@ -141,21 +168,64 @@ def cmd_target(args) -> int:
     return 0 if st["state"] == "up" else 3
 
 
-def cmd_run(args) -> int:
-    from fuzz.campaign import BundleWritten, CampaignConfig, FailureFound, Noted, ScenarioFinished, run_campaign
+def _run_config(args, out: Path, seed: int):
+    """The campaign settings: from the flags, or from the journal when resuming
+    (so the seed stream, burst sizes and deadlines are the ones it started with)."""
+    from fuzz.campaign import CampaignConfig, journaled_settings
     from fuzz.minimize import Budget
     from fuzz.model import Deadlines
-    from fuzz.runner import Endpoint
+
+    minimize_budget = Budget(max_replays=args.minimize_replays, max_wall_s=args.minimize_time)
+    if args.resume is None:
+        return CampaignConfig(
+            out_dir=out, duration_s=args.duration or parse_duration(DEFAULT_DURATION), seed=seed,
+            deadlines=Deadlines(args.first_byte_timeout, args.stall_timeout, args.total_timeout),
+            max_requests=args.max_requests, max_output_tokens=args.max_output_tokens,
+            minimize=not args.no_minimize, minimize_budget=minimize_budget)
+    saved = journaled_settings(out)
+    if saved is None:
+        raise SystemExit(f"vlfuzz: nothing to resume in {out} (no journal.jsonl with a started record)")
+    return CampaignConfig(
+        out_dir=out, duration_s=args.duration or float(saved["duration_s"]), seed=int(saved["seed"]),
+        deadlines=Deadlines(**saved["deadlines"]), max_requests=int(saved["max_requests"]),
+        max_output_tokens=int(saved["max_output_tokens"]),
+        examples_per_round=int(saved.get("examples_per_round", 10)),
+        minimize=not args.no_minimize, minimize_budget=minimize_budget, resume=True)
+
+
+def _graceful_stop(stop: threading.Event) -> dict[int, object]:
+    """First ^C (or SIGTERM): finish the scenario in flight, write the report.
+    Second ^C: cut it now (KeyboardInterrupt; the report is still written)."""
+    def handler(signum, frame) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        try:
+            os.write(2, b"\nvlfuzz: stopping after the scenario in flight (^C again to cut it)\n")
+        except OSError:
+            pass
+    return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def cmd_run(args) -> int:
+    from fuzz.auth import AuthEndpoint, redactor_for
+    from fuzz.campaign import run_campaign
+    from fuzz.progress import Progress
     from fuzz.supervisor import EmbeddedSupervisor, ExternalSupervisor
     from fuzz.target import embedded, server
     from fuzz.target.server import ServerConfig, TargetError
 
+    out = args.resume or args.out or Path("reports") / time.strftime("run-%Y%m%d-%H%M%S")
     seed = args.seed if args.seed is not None else int(time.time()) % 1_000_000
-    out = args.out or Path("reports") / time.strftime("run-%Y%m%d-%H%M%S")
+    cfg = _run_config(args, out, seed)
     started_here = False
+    stop = threading.Event()
     if args.endpoint:
-        supervisor = ExternalSupervisor(_external_endpoint(args.endpoint, args.model, args.api_key), log=_log)
+        endpoint = _external_endpoint(args.endpoint, args.model, args.api_key, tuple(args.header))
+        supervisor = ExternalSupervisor(endpoint, log=_log, max_wait_s=args.max_target_wait, stop=stop)
     else:
+        if args.api_key or args.header:
+            print("vlfuzz: --api-key/--header only apply with --endpoint; ignored", file=sys.stderr)
         paths = _target_paths(args)
         config = ServerConfig()
         started_here = server.running(paths) is None
@@ -164,41 +234,25 @@ def cmd_run(args) -> int:
         except (TargetError, OSError) as e:
             print(f"vlfuzz: embedded target failed: {e}", file=sys.stderr)
             return 2
-        supervisor = EmbeddedSupervisor(paths, config, Endpoint(state.base_url, state.model), log=_log)
-    cfg = CampaignConfig(
-        out_dir=out, duration_s=args.duration, seed=seed,
-        deadlines=Deadlines(args.first_byte_timeout, args.stall_timeout, args.total_timeout),
-        max_requests=args.max_requests, max_output_tokens=args.max_output_tokens,
-        minimize=not args.no_minimize,
-        minimize_budget=Budget(max_replays=args.minimize_replays, max_wall_s=args.minimize_time))
-    _log(f"vlfuzz {__version__}: fuzzing {supervisor.endpoint.base_url} for {args.duration:.0f}s, "
-         f"seed {seed}, output in {out}")
-    last = [0.0]
-
-    def on_event(event) -> None:
-        if isinstance(event, ScenarioFinished):
-            now = time.monotonic()
-            if now - last[0] >= 5 or event.failures:
-                last[0] = now
-                s = event.summary
-                _log(f"  scenarios {s.scenarios:4d}  requests {s.requests:6d}  "
-                     f"{s.requests_per_s:5.1f} req/s  failures {len(s.failures)} unique "
-                     f"({sum(f.count for f in s.failures.values())})")
-        elif isinstance(event, FailureFound) and event.new:
-            _log(f"  NEW {event.failure.kind}: {event.failure.signature[:120]}")
-        elif isinstance(event, BundleWritten):
-            _log(f"  bundle {event.path} ({event.stats.reproduced or '1/1'} reproduced)")
-        elif isinstance(event, Noted):
-            _log(f"  {event.message}")
-
+        supervisor = EmbeddedSupervisor(paths, config, AuthEndpoint(state.base_url, state.model), log=_log)
+    redact = redactor_for(supervisor.endpoint)
+    if args.resume is not None and args.seed is not None and args.seed != cfg.seed:
+        _log(f"vlfuzz: --seed {args.seed} ignored: resuming the campaign's own seed {cfg.seed}")
+    _log(f"vlfuzz {__version__}: {'resuming' if cfg.resume else 'fuzzing'} "
+         f"{supervisor.endpoint.base_url} for {cfg.duration_s:.0f}s in all, "
+         f"seed {cfg.seed}, output in {out}")
+    previous = _graceful_stop(stop)
     try:
-        summary = run_campaign(cfg, supervisor, on_event)
+        summary = run_campaign(cfg, supervisor, Progress(sys.stdout, redact=redact),
+                               stop=stop, redact=redact)
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         if started_here and not args.keep_target:
             embedded.down(_target_paths(args), log=_log)
     report = (out / "report.md").read_text()
     print("\n" + report)
-    _log(f"report: {out / 'report.md'}")
+    _log(f"report: {out / 'report.md'} (also {out / 'report.html'}, {out / 'summary.json'})")
     if summary.stopped_because.startswith("target unavailable"):
         return 2
     return 1 if summary.failures else 0

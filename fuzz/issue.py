@@ -135,6 +135,9 @@ def needs(bundle: Bundle) -> list[str]:
     if tools:
         choices = sorted({json.dumps(b.get("tool_choice", "auto")) for b in tools})
         out.append(f"tools: {len(tools)} request(s), tool_choice {', '.join(choices)}")
+    minimizer = bundle.fuzzer.get("minimizer")
+    if isinstance(minimizer, Mapping) and minimizer.get("schedule_note"):
+        out.append(f"schedule: {minimizer['schedule_note']}")
     return out
 
 

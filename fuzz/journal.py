@@ -1,24 +1,52 @@
 """The campaign journal: one JSON line per event, appended and fsync'd as it happens,
-so a crash loses nothing that was already observed."""
+so a crash loses nothing that was already observed.
+
+A crash (or SIGKILL) can tear the last line. Reading skips it; reopening for append
+cuts it off first, so the next record does not get glued onto the fragment."""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+Redact = Callable[[Any], Any]
+
+
+def _cut_torn_tail(path: Path) -> None:
+    """Truncate a trailing partial line (no final newline) left by a crash."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return
+    if size == 0:
+        return
+    with open(path, "rb+") as f:
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return
+        f.seek(max(0, size - 1_048_576))
+        chunk = f.read()
+        keep = size - len(chunk) + chunk.rfind(b"\n") + 1
+        f.truncate(max(keep, 0))
+        f.flush()
+        os.fsync(f.fileno())
+
 
 class Journal:
-    """Append-only JSONL file; each record gets flushed and fsync'd."""
+    """Append-only JSONL file; each record gets redacted, flushed and fsync'd."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, redact: Redact = lambda r: r) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.redact = redact
+        _cut_torn_tail(path)
         self._f = open(path, "a", encoding="utf-8")
 
     def append(self, record: dict[str, Any]) -> None:
-        self._f.write(json.dumps(record, sort_keys=True, default=str) + "\n")
+        self._f.write(json.dumps(self.redact(record), sort_keys=True, default=str) + "\n")
         self._f.flush()
         os.fsync(self._f.fileno())
 
@@ -37,9 +65,11 @@ def read_journal(path: Path) -> list[dict[str, Any]]:
     out = []
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
-            out.append(json.loads(line))
+            record = json.loads(line)
         except ValueError:
             continue
+        if isinstance(record, dict):
+            out.append(record)
     return out
 
 

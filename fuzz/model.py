@@ -15,6 +15,7 @@ from typing import Any
 
 FORMAT_VERSION = 1
 MEDIA_SCHEME = "vlfuzz-media:"
+FIXTURE_SCHEME = "vlfuzz-fixture:"  # + "/<behaviour>/.../<name>": a URL on the fixture server
 CHAT_PATH = "/v1/chat/completions"
 
 
@@ -23,8 +24,37 @@ def media_url(sha256: str) -> str:
     return MEDIA_SCHEME + sha256
 
 
+def fixture_url(path: str) -> str:
+    """The placeholder for an http URL on the fuzzer's fixture server (`path` starts
+    with "/"); a last segment that is a sha256 names a Media the server must serve."""
+    return FIXTURE_SCHEME + path
+
+
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _is_sha256(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
+# Media.encoding: how the data URL's payload is written (all but "base64" are broken).
+ENCODINGS: tuple[str, ...] = ("base64", "base64_invalid_chars", "base64_unpadded",
+                              "base64_urlsafe", "base64_linebreaks")
+
+
+def _encode_payload(data: bytes, encoding: str) -> str:
+    text = base64.b64encode(data).decode("ascii")
+    if encoding == "base64_invalid_chars":
+        return text[: len(text) // 2] + "!*%$" + text[len(text) // 2:]
+    if encoding == "base64_unpadded":
+        text = text.rstrip("=")
+        return text if len(text) % 4 else text[:-1]
+    if encoding == "base64_urlsafe":
+        return base64.urlsafe_b64encode(data).decode("ascii")
+    if encoding == "base64_linebreaks":
+        return "\r\n".join(text[i:i + 76] for i in range(0, len(text), 76))
+    return text
 
 
 @dataclass(frozen=True)
@@ -36,17 +66,25 @@ class Media:
     data: bytes
     mime: str
     recipe: Mapping[str, Any] | None = None
+    encoding: str = "base64"  # see ENCODINGS; anything else is a deliberately bad data URL
+
+    def __post_init__(self) -> None:
+        if self.encoding not in ENCODINGS:
+            raise ValueError(f"encoding {self.encoding!r} not in {ENCODINGS}")
 
     @property
     def sha256(self) -> str:
         return sha256_hex(self.data)
 
     def data_url(self) -> str:
-        return f"data:{self.mime};base64,{base64.b64encode(self.data).decode('ascii')}"
+        return f"data:{self.mime};base64,{_encode_payload(self.data, self.encoding)}"
 
     def meta(self) -> dict[str, Any]:
-        return {"sha256": self.sha256, "mime": self.mime, "size_bytes": len(self.data),
+        meta = {"sha256": self.sha256, "mime": self.mime, "size_bytes": len(self.data),
                 "recipe": dict(self.recipe) if self.recipe is not None else None}
+        if self.encoding != "base64":
+            meta["encoding"] = self.encoding
+        return meta
 
 
 @dataclass(frozen=True)
@@ -70,8 +108,15 @@ class RequestSpec:
         return bool(isinstance(self.body, Mapping) and self.body.get("stream") is True)
 
     def media_refs(self) -> list[str]:
-        """sha256 of every media placeholder in the body, in order, repeats kept."""
-        return [s[len(MEDIA_SCHEME):] for s in _strings(self.body) if s.startswith(MEDIA_SCHEME)]
+        """sha256 of every media placeholder in the body (fixture URLs included when
+        their last segment is a sha256), in order, repeats kept."""
+        refs = []
+        for s in _strings(self.body):
+            if s.startswith(MEDIA_SCHEME):
+                refs.append(s[len(MEDIA_SCHEME):])
+            elif s.startswith(FIXTURE_SCHEME) and _is_sha256(s.rsplit("/", 1)[-1]):
+                refs.append(s.rsplit("/", 1)[-1])
+        return refs
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "offset_ms": self.offset_ms, "method": self.method,
@@ -97,16 +142,22 @@ def _strings(value: Any) -> Iterator[str]:
             yield from _strings(v)
 
 
-def resolve_media(value: Any, media: Mapping[str, Media]) -> Any:
-    """A copy of `value` with every media placeholder replaced by its data URL."""
+def resolve_media(value: Any, media: Mapping[str, Media],
+                  fixture_base_url: str | None = None) -> Any:
+    """A copy of `value` with every media placeholder replaced by its data URL and
+    every fixture placeholder by `fixture_base_url` + its path (required if any)."""
     if isinstance(value, str):
         if value.startswith(MEDIA_SCHEME):
             return media[value[len(MEDIA_SCHEME):]].data_url()
+        if value.startswith(FIXTURE_SCHEME):
+            if fixture_base_url is None:
+                raise ValueError(f"{value[:80]!r} needs resolve_media(fixture_base_url=...)")
+            return fixture_base_url.rstrip("/") + value[len(FIXTURE_SCHEME):]
         return value
     if isinstance(value, Mapping):
-        return {k: resolve_media(v, media) for k, v in value.items()}
+        return {k: resolve_media(v, media, fixture_base_url) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [resolve_media(v, media) for v in value]
+        return [resolve_media(v, media, fixture_base_url) for v in value]
     return value
 
 
@@ -154,7 +205,8 @@ class Scenario:
             data = media_bytes[m["sha256"]]
             if sha256_hex(data) != m["sha256"]:
                 raise ValueError(f"media {m['sha256']} does not match its hash")
-            media[m["sha256"]] = Media(data=data, mime=m["mime"], recipe=m.get("recipe"))
+            media[m["sha256"]] = Media(data=data, mime=m["mime"], recipe=m.get("recipe"),
+                                       encoding=m.get("encoding", "base64"))
         return cls(requests=tuple(RequestSpec.from_json(r) for r in d["requests"]),
                    media=media, seed=d.get("seed"))
 
@@ -246,12 +298,19 @@ class Probe:
 
 @dataclass(frozen=True)
 class Trace:
-    """Everything observed while running one scenario."""
+    """Everything observed while running one scenario.
+
+    `metrics_before`/`metrics_after` are the target's `/metrics` gauges (`running`,
+    `waiting`, `kv_cache_usage`) at idle before the scenario and after it settled (or
+    `metrics_wait_s` ran out); None when `/metrics` was not read or not available."""
 
     requests: tuple[RequestTrace, ...]
     deadlines: Deadlines = field(default_factory=Deadlines)
     probe_after: Probe | None = None
     wall_s: float = 0.0
+    metrics_before: Mapping[str, float] | None = None
+    metrics_after: Mapping[str, float] | None = None
+    metrics_wait_s: float | None = None
 
     def request(self, request_id: str) -> RequestTrace:
         for r in self.requests:
@@ -263,7 +322,10 @@ class Trace:
         return {"requests": [r.to_json() for r in self.requests],
                 "deadlines": self.deadlines.to_json(),
                 "probe_after": self.probe_after.to_json() if self.probe_after else None,
-                "wall_s": self.wall_s}
+                "wall_s": self.wall_s,
+                "metrics_before": _opt_dict(self.metrics_before),
+                "metrics_after": _opt_dict(self.metrics_after),
+                "metrics_wait_s": self.metrics_wait_s}
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Trace:
@@ -271,7 +333,14 @@ class Trace:
         return cls(requests=tuple(RequestTrace.from_json(r) for r in d["requests"]),
                    deadlines=Deadlines(**d.get("deadlines", {})),
                    probe_after=Probe.from_json(probe) if probe else None,
-                   wall_s=d.get("wall_s", 0.0))
+                   wall_s=d.get("wall_s", 0.0),
+                   metrics_before=_opt_dict(d.get("metrics_before")),
+                   metrics_after=_opt_dict(d.get("metrics_after")),
+                   metrics_wait_s=d.get("metrics_wait_s"))
+
+
+def _opt_dict(m: Mapping[str, float] | None) -> dict[str, float] | None:
+    return None if m is None else dict(m)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,10 @@ hang is reported with the deadline that fired:
 
 A "chunk" is an SSE event for `text/event-stream` responses (what OpenAI clients call a
 chunk, and what `disconnect_after_chunks` counts) and one network read otherwise.
+
+Around the scenario the runner reads the target's `/metrics` (Prometheus text): an idle
+baseline before, and after it a reading polled until the target is idle again or a cap
+runs out, so that a leak is what is still there once the target had time to settle.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ from __future__ import annotations
 import asyncio
 import codecs
 import json
+import math
+import re
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -31,6 +37,12 @@ from fuzz.model import (CHAT_PATH, Deadlines, Probe, RequestSpec, RequestTrace, 
 CANARY_PROMPT = "Reply with one word."
 _TAIL_EVENTS = 2  # kept past the cap, so [DONE] and the usage chunk stay checkable
 _T = TypeVar("_T")
+KV_TOLERANCE = 0.02  # KV cache usage (a fraction) above the idle baseline that is noise
+_GAUGES = {"vllm:num_requests_running": "running", "vllm:num_requests_waiting": "waiting",
+           "vllm:kv_cache_usage_perc": "kv_cache_usage",
+           "vllm:gpu_cache_usage_perc": "kv_cache_usage",
+           "vllm:cpu_cache_usage_perc": "kv_cache_usage"}
+_SAMPLE_RE = re.compile(r'^([A-Za-z_:][\w:]*)(\{(?:[^"}]|"(?:[^"\\]|\\.)*")*\})?\s+(\S+)')
 
 
 @dataclass(frozen=True)
@@ -226,11 +238,18 @@ async def _run_one(session: aiohttp.ClientSession, endpoint: Endpoint, spec: Req
 
 async def run_scenario(endpoint: Endpoint, scenario: Scenario, deadlines: Deadlines, *,
                        body_cap_bytes: int = 1_000_000, probe: bool = True,
-                       canary_deadline_s: float = 30.0) -> Trace:
+                       canary_deadline_s: float = 30.0, metrics: bool = True,
+                       settle_cap_s: float = 5.0, kv_tolerance: float = KV_TOLERANCE,
+                       request_deadlines: Mapping[str, Deadlines] | None = None) -> Trace:
     """Send every request at its offset, all concurrently; never raises for server faults.
 
     Bodies are built before the clock starts so media encoding does not skew offsets.
-    `wall_s` covers the requests only; the probe, if any, runs afterwards."""
+    `wall_s` covers the requests only; the probe, if any, runs afterwards.
+    `request_deadlines` overrides `deadlines` for the request ids it names. With
+    `metrics`, `/metrics` is read before and, polled for up to `settle_cap_s` until idle
+    (nothing running or waiting, KV use within `kv_tolerance` of the baseline), after."""
+    deadlines_of = dict(request_deadlines or {})
+    before = await read_metrics(endpoint) if metrics else None
     prepared: list[tuple[bytes | None, str | None]] = []
     for spec in scenario.requests:
         try:
@@ -243,7 +262,8 @@ async def run_scenario(endpoint: Endpoint, scenario: Scenario, deadlines: Deadli
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         results = await asyncio.gather(
-            *(_run_one(session, endpoint, spec, data, err, t0, deadlines, body_cap_bytes)
+            *(_run_one(session, endpoint, spec, data, err, t0,
+                       deadlines_of.get(spec.id, deadlines), body_cap_bytes)
               for spec, (data, err) in zip(scenario.requests, prepared)),
             return_exceptions=True)
         wall_s = loop.time() - t0
@@ -251,8 +271,68 @@ async def run_scenario(endpoint: Endpoint, scenario: Scenario, deadlines: Deadli
         r if isinstance(r, RequestTrace)
         else RequestTrace(id=spec.id, sent_s=0.0, error=describe_error(r))  # runner bug
         for spec, r in zip(scenario.requests, results))
+    settled, waited = (await settle_metrics(endpoint, before, settle_cap_s, kv_tolerance)
+                       if before is not None else (None, None))
     after = await probe_target(endpoint, deadline_s=canary_deadline_s) if probe else None
-    return Trace(requests=traces, deadlines=deadlines, probe_after=after, wall_s=wall_s)
+    return Trace(requests=traces, deadlines=deadlines, probe_after=after, wall_s=wall_s,
+                 metrics_before=before, metrics_after=settled, metrics_wait_s=waited)
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """`running`, `waiting` (summed over label sets, e.g. engines) and `kv_cache_usage`
+    (the largest) from Prometheus text; gauges the server does not export are absent."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        match = _SAMPLE_RE.match(line.strip())
+        key = _GAUGES.get(match.group(1)) if match else None
+        if key is None:
+            continue
+        try:
+            value = float(match.group(3))  # type: ignore[union-attr]
+        except ValueError:
+            continue
+        if math.isnan(value):
+            continue
+        combine = max if key == "kv_cache_usage" else (lambda a, b: a + b)
+        out[key] = combine(out[key], value) if key in out else value
+    return out
+
+
+async def read_metrics(endpoint: Endpoint, *, deadline_s: float = 2.0) -> dict[str, float] | None:
+    """The gauges of `/metrics`, or None when it cannot be read or exports none of them."""
+    try:
+        async with _session(deadline_s) as session:
+            status, text = await _get(session, endpoint, "/metrics")
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        return None
+    found = parse_metrics(text) if status == 200 else {}
+    return found or None
+
+
+def metrics_idle(m: Mapping[str, float], before: Mapping[str, float],
+                 kv_tolerance: float = KV_TOLERANCE) -> bool:
+    """Nothing running or waiting, and KV cache use back within tolerance of `before`."""
+    busy = m.get("running", 0.0) > 0 or m.get("waiting", 0.0) > 0
+    kv = m.get("kv_cache_usage", 0.0) - before.get("kv_cache_usage", 0.0)
+    return not busy and kv <= kv_tolerance
+
+
+async def settle_metrics(endpoint: Endpoint, before: Mapping[str, float], cap_s: float,
+                         kv_tolerance: float = KV_TOLERANCE,
+                         every_s: float = 0.1) -> tuple[dict[str, float] | None, float]:
+    """Poll `/metrics` until idle or `cap_s`; the last reading and the seconds waited."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    while True:
+        reading = await read_metrics(endpoint, deadline_s=max(0.5, min(2.0, cap_s)))
+        waited = loop.time() - start
+        if reading is None:  # gone (a dead target is target_alive's business)
+            return None, waited
+        if metrics_idle(reading, before, kv_tolerance) or waited >= cap_s:
+            return reading, waited
+        await asyncio.sleep(min(every_s, max(0.0, cap_s - waited)))
 
 
 def _session(deadline_s: float) -> aiohttp.ClientSession:

@@ -28,9 +28,56 @@ def _fold_quoted(match: re.Match[str]) -> str:
 
 _Rule = tuple[re.Pattern[str], "str | Callable[[re.Match[str]], str]"]
 
+_OPEN, _CLOSE = "{[(", "}])"
+# Where pydantic echoes the request back: `'input': {...}` and `input_value={...},`.
+_ECHO_RE = re.compile(r"'input': |input_value=")
+
+
+def _skip_value(text: str, i: int) -> int:
+    """End of the Python-repr value starting at `i`: a balanced bracket expression, a
+    quoted string, or a bare token up to the next `,`/`}`/`]`/`)`."""
+    if i < len(text) and text[i] in "'\"":
+        end = text.find(text[i], i + 1)
+        return len(text) if end < 0 else end + 1
+    depth, j = 0, i
+    while j < len(text):
+        c = text[j]
+        if c in "'\"":
+            j = _skip_value(text, j)
+            continue
+        if c in _OPEN:
+            depth += 1
+        elif c in _CLOSE or (c == "," and depth == 0):
+            if depth == 0:
+                return j
+            depth -= 1
+            if depth == 0:
+                return j + 1
+        j += 1
+    return j
+
+
+def _fold_echoed_inputs(text: str) -> str:
+    """Fold the request values pydantic echoes in validation errors: they vary with
+    every request, while `type`, `loc` and `msg` name the bug."""
+    out, pos = [], 0
+    for match in _ECHO_RE.finditer(text):
+        if match.start() < pos:
+            continue
+        out.append(text[pos:match.end()] + "<input>")
+        pos = _skip_value(text, match.end())
+    return "".join(out) + text[pos:]
+
 _RULES: list[_Rule] = [
     # vLLM versions differ on "See stack trace (above) for the root cause."
     (re.compile(r"\s*\(above\)"), ""),
+    # aiohttp's `<ContentLengthError: 400, message='Not enough data ...'>`: the quoted
+    # text is the library's wording, not echoed input, so it must not be folded.
+    (re.compile(r"\bmessage=(['\"])((?:(?!\1).){1,300})\1"), r"message=\2"),
+    # pydantic's `'loc': 'body.messages.0.X'` and `'msg': 'Field required'` name the bug
+    # (what was wrong, where): unquote them, folding list positions in the location.
+    (re.compile(r"'(loc|msg)': '([^'\\]{1,300})'"),
+     lambda m: f"'{m.group(1)}': " + re.sub(r"(?<=\.)\d+(?=\.|$)", "<n>", m.group(2))),
     # PIL reprs carry mode, size and address; the bug is rarely in the mode.
     (re.compile(r"<PIL\.[\w.]+ image mode=\S+ size=\d+x\d+ at 0x[0-9A-Fa-f]+>"), "<image>"),
     (re.compile(r"data:[\w/+.\-]+;base64,[A-Za-z0-9+/=]*"), "<data-url>"),
@@ -48,7 +95,8 @@ _RULES: list[_Rule] = [
     (re.compile(r"(?<![\w.<>/])(?:/[\w.@+\-]+){2,}/?"), "<path>"),
     (re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b"), "<ip>"),
     (re.compile(r"(?<![\w.])\d+x\d+\b"), "<n>x<n>"),
-    (re.compile(r"(?<![\w.])(?<![A-Za-z]-)\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"), "<n>"),
+    # A sign belongs to the number ("got -1.0"), a hyphen to an identifier ("utf-8").
+    (re.compile(r"(?<![\w.])(?<![A-Za-z]-)(?:-(?=\d))?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"), "<n>"),
     # "[<image>]" and "[<image>, <image>]" are one shape whatever the count.
     (re.compile(r"\[(<[\w\-]+>)(?:\s*,\s*\1)*\]"), r"[\1, ...]"),
     (re.compile(r"(<[\w\-]+>)(?:\s*,\s*\1)+"), r"\1, ..."),
@@ -58,7 +106,7 @@ _RULES: list[_Rule] = [
 
 def normalise_message(text: str) -> str:
     """Fold the parts of an error message that vary between occurrences of one bug."""
-    out = " ".join(str(text).split())
+    out = _fold_echoed_inputs(" ".join(str(text).split()))
     for pattern, repl in _RULES:
         out = pattern.sub(repl, out)
     if len(out) > MAX_MESSAGE_CHARS:

@@ -7,6 +7,7 @@ the campaign never fires requests into a dead server.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +18,10 @@ from fuzz.target.paths import TargetPaths
 from fuzz.target.server import ServerConfig, TargetError
 
 Log = Callable[[str], None]
+
+
+def _quiet(_message: str) -> None:
+    """Default log: the engine prints nothing unless its caller asks."""
 
 
 class TargetUnavailable(RuntimeError):
@@ -30,7 +35,7 @@ class EmbeddedSupervisor:
     paths: TargetPaths
     config: ServerConfig
     endpoint: Endpoint
-    log: Log = print
+    log: Log = _quiet
     restarts: int = 0
 
     def healthy(self) -> bool:
@@ -59,27 +64,32 @@ class EmbeddedSupervisor:
 
 @dataclass
 class ExternalSupervisor:
-    """An endpoint we do not own: wait for it to come back, with backoff."""
+    """An endpoint we do not own: wait for it to come back, with backoff (doubling
+    from `initial_delay_s` up to `max_delay_s`); `stop` cuts the wait short."""
 
     endpoint: Endpoint
     max_wait_s: float = 600.0
-    log: Log = print
+    log: Log = _quiet
     waits: list[float] = field(default_factory=list)
+    initial_delay_s: float = 1.0
+    max_delay_s: float = 30.0
+    stop: threading.Event = field(default_factory=threading.Event)
 
     def healthy(self) -> bool:
         return server.health_status(self.endpoint.base_url) == 200
 
     def recover(self) -> None:
         started = time.monotonic()
-        delay = 1.0
+        delay = self.initial_delay_s
         self.log(f"{self.endpoint.base_url} is not healthy: waiting for it (up to {self.max_wait_s:.0f}s)")
         while not self.healthy():
             waited = time.monotonic() - started
-            if waited > self.max_wait_s:
+            if waited > self.max_wait_s or self.stop.is_set():
                 self.waits.append(waited)
-                raise TargetUnavailable(f"{self.endpoint.base_url}/health not 200 after {waited:.0f}s")
-            time.sleep(delay)
-            delay = min(delay * 2, 30.0)
+                why = "stopped while waiting" if self.stop.is_set() else "not 200"
+                raise TargetUnavailable(f"{self.endpoint.base_url}/health {why} after {waited:.0f}s")
+            self.stop.wait(min(delay, max(self.max_wait_s - waited, 0.01)))
+            delay = min(delay * 2, self.max_delay_s)
         self.waits.append(time.monotonic() - started)
 
     def evidence(self) -> dict[str, object]:

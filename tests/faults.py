@@ -22,6 +22,15 @@ text of the last user message (build one with `fault_body`). Requests without a 
   bad_event     a 200 stream with an event that is not JSON
   no_usage      a stream that ignores stream_options.include_usage
 
+Answer-altering params, for `ok` and the stream faults: `choices` (this many choices
+whatever `n` says, non-streaming), `usage` (replaces the usage object), `shape` (merged
+into every completion / chunk object, e.g. {"created": "now"}), `leak` (this many
+requests stay "running" in `/metrics` for ever).
+
+`/metrics` exists only with `FaultServer(metrics=True)`: Prometheus text whose
+`vllm:num_requests_running` counts the chat requests in flight plus the leaked ones, and
+whose KV cache usage gauge grows by 0.1 per leaked request over `kv_idle`.
+
 Runs either in the caller's loop (`async with FaultServer()`) or in its own thread
 (`with FaultServer()`), the form the sync tests' fixtures use.
 """
@@ -77,8 +86,11 @@ class FaultServer:
     and `bodies` the parsed request body."""
 
     def __init__(self, *, health: str = "ok", canary: str = "ok", hang_s: float = 10.0,
-                 model: str = "fault-model") -> None:
+                 model: str = "fault-model", metrics: bool = False,
+                 kv_idle: float = 0.0) -> None:
         self.health, self.canary, self.hang_s, self.model = health, canary, hang_s, model
+        self.metrics, self.kv_idle = metrics, kv_idle
+        self.in_flight, self.leaked, self.metrics_reads = 0, 0, 0
         self.arrivals: list[tuple[str, float]] = []
         self.bodies: list[Any] = []
         self.port = 0
@@ -98,7 +110,9 @@ class FaultServer:
         app.router.add_get("/health", self._health)
         app.router.add_get("/version", self._version)
         app.router.add_get("/v1/models", self._models)
-        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/chat/completions", self._counted_chat)
+        if self.metrics:
+            app.router.add_get("/metrics", self._metrics)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5, handler_cancellation=True,
                                      access_log=None)
         await self._runner.setup()
@@ -171,14 +185,17 @@ class FaultServer:
         return {"id": "chatcmpl-fault", "object": "chat.completion", "created": 0,
                 "model": self.model,
                 "choices": [{"index": i, "message": message, "finish_reason": finish}
-                            for i in range(n)],
-                "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}}
+                            for i in range(int(spec.get("choices", n)))],
+                "usage": spec.get("usage", {"prompt_tokens": 5, "completion_tokens": 3,
+                                            "total_tokens": 8}),
+                **spec.get("shape", {})}
 
     def _chunks(self, spec: dict[str, Any], usage: bool) -> list[dict[str, Any]]:
         def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
             return {"id": "chatcmpl-fault", "object": "chat.completion.chunk", "created": 0,
                     "model": self.model,
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                    **spec.get("shape", {})}
         n = max(1, int(spec.get("chunks", 3)))
         out = [chunk({"role": "assistant", "content": ""})]
         calls = spec.get("tool_calls")
@@ -199,8 +216,8 @@ class FaultServer:
         if usage:
             out.append({"id": "chatcmpl-fault", "object": "chat.completion.chunk", "created": 0,
                         "model": self.model, "choices": [],
-                        "usage": {"prompt_tokens": 5, "completion_tokens": n,
-                                  "total_tokens": 5 + n}})
+                        "usage": spec.get("usage", {"prompt_tokens": 5, "completion_tokens": n,
+                                                    "total_tokens": 5 + n})})
         return out
 
     # -- handlers --------------------------------------------------------------------------
@@ -218,6 +235,24 @@ class FaultServer:
         return web.json_response({"object": "list", "data": [
             {"id": self.model, "object": "model", "max_model_len": 8192}]})
 
+    async def _metrics(self, request: web.Request) -> web.StreamResponse:
+        self.metrics_reads += 1
+        running = self.in_flight + self.leaked
+        text = ("# HELP vllm:num_requests_running Number of requests in model execution.\n"
+                "# TYPE vllm:num_requests_running gauge\n"
+                f'vllm:num_requests_running{{engine="0",model_name="{self.model}"}} {running}\n'
+                f'vllm:num_requests_waiting{{engine="0",model_name="{self.model}"}} 0.0\n'
+                f'vllm:kv_cache_usage_perc{{engine="0",model_name="{self.model}"}} '
+                f"{self.kv_idle + 0.1 * self.leaked}\n")
+        return web.Response(text=text, content_type="text/plain")
+
+    async def _counted_chat(self, request: web.Request) -> web.StreamResponse:
+        self.in_flight += 1
+        try:
+            return await self._chat(request)
+        finally:
+            self.in_flight -= 1
+
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         try:
@@ -229,6 +264,7 @@ class FaultServer:
         spec = _spec(body, request.headers.get("X-Fault")) or {"fault": self.canary}
         self.arrivals.append((str(spec.get("tag", spec["fault"])), time.monotonic()))
         fault = spec["fault"]
+        self.leaked += int(spec.get("leak", 0))
         stream = isinstance(body, dict) and body.get("stream") is True
         if fault == "hang":
             await self._hang()

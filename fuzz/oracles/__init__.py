@@ -9,6 +9,10 @@ from fuzz.model import Failure, Scenario, Trace
 from fuzz.oracles import transport  # noqa: F401  isort: skip
 from fuzz.oracles import structured  # noqa: F401  isort: skip
 from fuzz.oracles import stream  # noqa: F401  isort: skip
+from fuzz.oracles import shapes  # noqa: F401  isort: skip
+from fuzz.oracles import answers  # noqa: F401  isort: skip
+from fuzz.oracles import spec  # noqa: F401  isort: skip
+from fuzz.oracles import leaks  # noqa: F401  isort: skip
 from fuzz.oracles.reading import failure
 from fuzz.oracles.registry import ORACLES, Oracle, oracle
 

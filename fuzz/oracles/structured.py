@@ -69,7 +69,7 @@ def output_matches_schema(scenario: Scenario, trace: Trace) -> list[Failure]:
     return out
 
 
-def _forced(body: Mapping[str, Any]) -> tuple[str, str | None] | None:
+def forced_tool_choice(body: Mapping[str, Any]) -> tuple[str, str | None] | None:
     """("required", None) or ("named", name) when the request forces a tool call."""
     choice = body.get("tool_choice")
     if choice == "required":
@@ -81,7 +81,7 @@ def _forced(body: Mapping[str, Any]) -> tuple[str, str | None] | None:
     return None
 
 
-def _offered(body: Mapping[str, Any]) -> dict[str, Any]:
+def offered_functions(body: Mapping[str, Any]) -> dict[str, Any]:
     """Offered function name -> its `parameters` schema (absent: any object)."""
     out: dict[str, Any] = {}
     for tool in body.get("tools") or []:
@@ -117,12 +117,12 @@ def forced_tool_calls_valid(scenario: Scenario, trace: Trace) -> list[Failure]:
     out = []
     for spec, rt in pairs(scenario, trace):
         body = body_of(spec)
-        forced = _forced(body)
+        forced = forced_tool_choice(body)
         choices = response_choices(spec, rt) if forced else None
         if not choices:
             continue
         mode, named = forced  # type: ignore[misc]
-        offered = _offered(body)
+        offered = offered_functions(body)
         for ch in choices:
             if ch["finish_reason"] not in ("stop", "tool_calls"):
                 continue  # cut by length etc.: incomplete calls are expected

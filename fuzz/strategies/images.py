@@ -1,5 +1,6 @@
-"""Image recipes: sizes that matter to Qwen3-VL's 32-pixel grid, every mode/format
-pair, and a small share of broken files. Drawn as `ImageRecipe`s so Hypothesis
+"""Image recipes: sizes that matter to Qwen3-VL's 32-pixel grid and to its
+processor's min/max pixel bounds, every mode/format pair, a few animations and a
+small share of broken files. Drawn as `ImageRecipe`s so Hypothesis
 shrinks parameters, rendered with `fuzz.media.render`."""
 
 from __future__ import annotations
@@ -8,14 +9,19 @@ from collections.abc import Sequence
 
 import hypothesis.strategies as st
 
-from fuzz.media import CONTENTS, CORRUPTIONS, FORMATS, MODES, ImageRecipe, render
+from fuzz.media import (CONTENTS, CORRUPTIONS, FORMATS, MODES, ImageRecipe, can_animate,
+                        render)
 from fuzz.model import Media
-from fuzz.strategies._common import Draw, StrategyArgumentError, chance, check_int
+from fuzz.strategies._common import (Draw, StrategyArgumentError, chance, check_int,
+                                     check_order)
 
 MAX_PIXELS = 1_100_000  # ~1.1 MP: the CPU target is slow
 MAX_SIDE = 16383  # WEBP's limit, so every format can hold every drawn size
 GRID = 32  # Qwen3-VL: patch 16 x spatial merge 2
 SEED_MAX = 2**32 - 1
+PROCESSOR_MIN_PIXELS = 4096  # the embedded checkpoint's preprocessor_config.json
+PROCESSOR_MAX_PIXELS = 1_048_576
+_BOUND_ASPECTS: tuple[tuple[int, int], ...] = ((1, 1), (4, 3), (3, 4), (16, 9), (1, 4), (8, 1))
 
 TINY_SIZES: tuple[tuple[int, int], ...] = (
     (1, 1), (2, 2), (1, 8), (8, 1), (8, 8), (16, 16), (28, 28), (31, 31), (32, 32), (33, 33))
@@ -51,11 +57,31 @@ def _free_sizes(draw: Draw, max_pixels: int, max_side: int) -> tuple[int, int]:
     return w, h
 
 
-def image_sizes(*, max_pixels: int = MAX_PIXELS,
-                max_side: int = MAX_SIDE) -> st.SearchStrategy[tuple[int, int]]:
-    """(width, height) pairs with width*height <= max_pixels, from tiny to extreme."""
+@st.composite
+def _bound_sizes(draw: Draw, bounds: tuple[int, ...], max_pixels: int,
+                 max_side: int) -> tuple[int, int]:
+    """w*h just under, at or just over a processor pixel bound, in a few aspects:
+    where the resize to the pixel range starts (or stops) being applied."""
+    bound = draw(st.sampled_from(bounds))
+    aw, ah = draw(st.sampled_from(_BOUND_ASPECTS))
+    w = max(1, round((bound * aw / ah) ** 0.5))
+    h = max(1, bound // w) + draw(st.sampled_from((0, -1, 1)))
+    w, h = min(max(w, 1), max_side), min(max(h, 1), max_side)
+    while w * h > max_pixels and h > 1:
+        h -= 1
+    return w, h
+
+
+def image_sizes(*, max_pixels: int = MAX_PIXELS, max_side: int = MAX_SIDE,
+                min_pixels_bound: int = PROCESSOR_MIN_PIXELS,
+                max_pixels_bound: int = PROCESSOR_MAX_PIXELS) -> st.SearchStrategy[tuple[int, int]]:
+    """(width, height) pairs with width*height <= max_pixels, from tiny to extreme,
+    including sizes around the processor's `min/max_pixels_bound`."""
     check_int("max_pixels", max_pixels, 1)
     check_int("max_side", max_side, 1, MAX_SIDE)
+    check_int("min_pixels_bound", min_pixels_bound, 1)
+    check_int("max_pixels_bound", max_pixels_bound, 1)
+    check_order("min_pixels_bound", min_pixels_bound, "max_pixels_bound", max_pixels_bound)
     branches: list[st.SearchStrategy[tuple[int, int]]] = []
     for table in (TINY_SIZES, TYPICAL_SIZES, EXTREME_SIZES):
         fitting = [s for s in table if _fits(s, max_pixels, max_side)]
@@ -63,6 +89,9 @@ def image_sizes(*, max_pixels: int = MAX_PIXELS,
             branches.append(st.sampled_from(fitting))
     branches.append(_grid_sizes(max_pixels, max_side))
     branches.append(_free_sizes(max_pixels, max_side))
+    bounds = tuple(b for b in (min_pixels_bound, max_pixels_bound) if b <= max_pixels)
+    if bounds:
+        branches.append(_bound_sizes(bounds, max_pixels, max_side))
     return st.one_of(branches)
 
 
@@ -76,34 +105,46 @@ def _subset(name: str, values: Sequence[str], allowed: Sequence[str]) -> tuple[s
 
 def image_recipes(*, max_pixels: int = MAX_PIXELS, max_side: int = MAX_SIDE,
                   modes: Sequence[str] = MODES, formats: Sequence[str] = FORMATS,
-                  contents: Sequence[str] = CONTENTS,
-                  broken_percent: int = 8) -> st.SearchStrategy[ImageRecipe]:
-    """Image recipes; about `broken_percent`% carry a corruption."""
-    sizes = image_sizes(max_pixels=max_pixels, max_side=max_side)
+                  contents: Sequence[str] = CONTENTS, corruptions: Sequence[str] = CORRUPTIONS,
+                  broken_percent: int = 8, animated_percent: int = 3, max_frames: int = 4,
+                  min_pixels_bound: int = PROCESSOR_MIN_PIXELS,
+                  max_pixels_bound: int = PROCESSOR_MAX_PIXELS) -> st.SearchStrategy[ImageRecipe]:
+    """Image recipes; about `broken_percent`% carry one of `corruptions` and about
+    `animated_percent`% of those in an animatable format get 2..max_frames frames
+    (animations are capped at a quarter of `max_pixels` per frame: cost is per frame)."""
+    sizes = image_sizes(max_pixels=max_pixels, max_side=max_side,
+                        min_pixels_bound=min_pixels_bound, max_pixels_bound=max_pixels_bound)
     modes = _subset("modes", modes, MODES)
     formats = _subset("formats", formats, FORMATS)
     contents = _subset("contents", contents, CONTENTS)
+    corruptions = _subset("corruptions", corruptions, CORRUPTIONS)
     check_int("broken_percent", broken_percent, 0, 100)
+    check_int("animated_percent", animated_percent, 0, 100)
+    check_int("max_frames", max_frames, 2, 16)
 
     @st.composite
     def build(draw: Draw) -> ImageRecipe:
         w, h = draw(sizes)
         fmt = draw(st.sampled_from(formats))
+        mode = draw(st.sampled_from(modes))
+        frames = 1
+        if can_animate(mode, fmt) and chance(draw, animated_percent):
+            frames = draw(st.integers(2, max_frames))
+            while w * h * 4 > max_pixels and max(w, h) > 1:
+                w, h = max(1, w // 2), max(1, h // 2)
         return ImageRecipe(
-            width_px=w, height_px=h, mode=draw(st.sampled_from(modes)), format=fmt,
+            width_px=w, height_px=h, mode=mode, format=fmt,
             content=draw(st.sampled_from(contents)), seed=draw(st.integers(0, SEED_MAX)),
             progressive=fmt in ("JPEG", "GIF") and draw(st.booleans()),
-            corruption=draw(st.sampled_from(CORRUPTIONS)) if chance(draw, broken_percent) else None)
+            corruption=draw(st.sampled_from(corruptions)) if chance(draw, broken_percent) else None,
+            frames=frames)
 
     return build()
 
 
-def images(*, max_pixels: int = MAX_PIXELS, max_side: int = MAX_SIDE,
-           modes: Sequence[str] = MODES, formats: Sequence[str] = FORMATS,
-           contents: Sequence[str] = CONTENTS, broken_percent: int = 8) -> st.SearchStrategy[Media]:
-    """Rendered images (see `image_recipes`); shrinking still acts on the recipe."""
-    return image_recipes(max_pixels=max_pixels, max_side=max_side, modes=modes, formats=formats,
-                         contents=contents, broken_percent=broken_percent).map(render)
+def images(**kwargs: object) -> st.SearchStrategy[Media]:
+    """Rendered images (arguments as `image_recipes`); shrinking acts on the recipe."""
+    return image_recipes(**kwargs).map(render)  # type: ignore[arg-type]
 
 
 def size_tag(width: int, height: int) -> str:
@@ -128,8 +169,15 @@ def image_tags(recipe: ImageRecipe) -> tuple[str, ...]:
         tags.append("image:grid:aligned")
     elif all(s >= GRID - 1 and s % GRID in (1, GRID - 1) for s in (w, h)):
         tags.append("image:grid:off_by_one")
+    for bound, name in ((PROCESSOR_MIN_PIXELS, "min"), (PROCESSOR_MAX_PIXELS, "max")):
+        if abs(w * h - bound) <= max(w, h):
+            tags.append(f"image:bound:{name}")
     if recipe.progressive:
         tags.append("image:progressive")
+    if recipe.frames > 1:
+        tags.append("image:animated")
     if recipe.corruption is not None:
         tags.append(f"image:broken:{recipe.corruption}")
+        if recipe.corruption == "bad_base64":
+            tags.append(f"image:encoding:{recipe.encoding}")
     return tuple(tags)

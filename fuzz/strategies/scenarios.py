@@ -1,53 +1,23 @@
-"""Scenarios: a burst or a short spread of chat requests ("r0", "r1", ...) sharing
-one media pool, with arrival offsets shaped as a burst, uniform or Poisson-ish."""
+"""Scenarios: chat requests ("r0", "r1", ...) sharing one media pool, on an arrival
+schedule (`traffic`), with repeated payloads, mid-stream disconnects and
+order-dependent pairs (a request B sent shortly after a request A that may leave
+the server in a different state: a cancelled stream, a broken image, a rejected
+constraint, B reusing A's images or prefix)."""
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 
 import hypothesis.strategies as st
 
 from fuzz.model import Media, RequestSpec, Scenario
-from fuzz.strategies._common import (Draw, StrategyArgumentError, chance, check_int,
-                                     check_order, emit)
+from fuzz.strategies._common import Draw, chance, check_int, check_order, emit
 from fuzz.strategies.images import MAX_PIXELS
 from fuzz.strategies.requests import ChatRequest, MediaPool, draw_chat_request, request_settings
+from fuzz.strategies.traffic import (TRAFFIC_SHAPES, arrival_offsets, check_spread,
+                                     concurrency_bucket)
 
-TRAFFIC_SHAPES: tuple[str, ...] = ("burst", "uniform", "poisson")
-
-
-def arrival_offsets(*, count: int, shape: str | None = None,
-                    max_spread_ms: float = 2500.0) -> st.SearchStrategy[list[float]]:
-    """Sorted offsets in ms (0.1 ms resolution) within [0, max_spread_ms]; all zero
-    for a burst. `shape` None draws one of TRAFFIC_SHAPES."""
-    check_int("count", count, 1)
-    if shape is not None and shape not in TRAFFIC_SHAPES:
-        raise StrategyArgumentError(f"shape {shape!r} not in {TRAFFIC_SHAPES}")
-    if not (isinstance(max_spread_ms, (int, float)) and 0 < max_spread_ms < math.inf):
-        raise StrategyArgumentError(f"max_spread_ms must be a positive number, got {max_spread_ms!r}")
-
-    @st.composite
-    def build(draw: Draw) -> list[float]:
-        kind = shape or draw(st.sampled_from(TRAFFIC_SHAPES))
-        if kind == "burst":
-            return [0.0] * count
-        span = draw(st.floats(min(100.0, max_spread_ms), float(max_spread_ms)))
-        if kind == "uniform":
-            raw = [draw(st.floats(0.0, span)) for _ in range(count)]
-        else:  # exponential gaps with mean span/count: a Poisson process, clipped
-            gaps = [-math.log1p(-draw(st.floats(0.0, 0.99))) * span / count for _ in range(count)]
-            raw = list(_cumsum(gaps))
-        return sorted(min(round(t, 1), float(max_spread_ms)) for t in raw)
-
-    return build()
-
-
-def _cumsum(values: list[float]) -> list[float]:
-    total, out = 0.0, []
-    for v in values:
-        total += v
-        out.append(total)
-    return out
+__all__ = ["TRAFFIC_SHAPES", "arrival_offsets", "scenarios"]
 
 
 def scenarios(*, min_requests: int = 1, max_requests: int = 32,
@@ -56,53 +26,93 @@ def scenarios(*, min_requests: int = 1, max_requests: int = 32,
               max_spread_ms: float = 2500.0, broken_percent: int = 8,
               structured_percent: int = 20, tools_percent: int = 20,
               reuse_percent: int = 30, repeat_request_percent: int = 10,
-              disconnect_percent: int = 10) -> st.SearchStrategy[Scenario]:
-    """Scenarios of min_requests..max_requests chat requests. Every request has
-    messages and a small max_tokens; images are rendered recipes shared through one
-    pool; some requests repeat an earlier body verbatim; some streams hang up early
-    (`disconnect_after_chunks`). Tags go to `RequestSpec.tags` and `hypothesis.event`."""
+              disconnect_percent: int = 10, pair_percent: int = 5,
+              shapes: tuple[str, ...] = TRAFFIC_SHAPES, image_limit: int = 8,
+              at_limit_percent: int = 2, over_limit_percent: int = 2,
+              url_image_percent: int = 0, max_model_len: int = 8192,
+              long_context_percent: int = 1,
+              count_tokens: Callable[[str], int] | None = None, history_percent: int = 20,
+              max_tools: int = 4, large_output_tokens: int = 256,
+              sampling_extras_percent: int = 30, unknown_field_percent: int = 3,
+              mistyped_percent: int = 3, invalid_structured_percent: int = 5,
+              animated_percent: int = 3, zero_max_tokens_percent: int = 2,
+              large_output_percent: int = 3,
+              max_distinct_requests: int = 48) -> st.SearchStrategy[Scenario]:
+    """Scenarios of min_requests..max_requests chat requests (hundreds are fine: the
+    schedule is cheap, images are pooled). Images are rendered recipes shared through
+    one pool; some requests repeat an earlier body verbatim; some streams hang up
+    early (`disconnect_after_chunks`); about `pair_percent`% of scenarios end with an
+    A-then-B pair. `url_image_percent` > 0 needs the runner to serve fixtures (see
+    `fuzz.fixtures`). Past `max_distinct_requests` drawn bodies, further requests are
+    clones of drawn ones differing only in `user` (Hypothesis caps the choices one
+    example may make, and a few hundred full draws exceed it). Tags go to
+    `RequestSpec.tags` and `hypothesis.event`."""
     check_int("min_requests", min_requests, 1)
     check_int("max_requests", max_requests, 1)
     check_order("min_requests", min_requests, "max_requests", max_requests)
     check_int("repeat_request_percent", repeat_request_percent, 0, 100)
     check_int("disconnect_percent", disconnect_percent, 0, 100)
-    arrival_offsets(count=1, max_spread_ms=max_spread_ms)  # validates max_spread_ms
+    check_int("pair_percent", pair_percent, 0, 100)
+    check_int("max_distinct_requests", max_distinct_requests, 1)
+    check_spread(max_spread_ms)
+    for shape in shapes:
+        arrival_offsets(count=1, shape=shape)  # validates each shape name
+    if not shapes:
+        raise ValueError("shapes must not be empty")
     settings = request_settings(
         max_images=max_images_per_request, max_output_tokens=max_output_tokens,
         max_prompt_tokens=max_prompt_tokens, max_pixels=max_pixels,
         broken_percent=broken_percent, structured_percent=structured_percent,
-        tools_percent=tools_percent, reuse_percent=reuse_percent)
+        tools_percent=tools_percent, reuse_percent=reuse_percent, image_limit=image_limit,
+        at_limit_percent=at_limit_percent, over_limit_percent=over_limit_percent,
+        url_image_percent=url_image_percent, max_model_len=max_model_len,
+        long_context_percent=long_context_percent, count_tokens=count_tokens,
+        history_percent=history_percent, max_tools=max_tools,
+        large_output_tokens=large_output_tokens, sampling_extras_percent=sampling_extras_percent,
+        unknown_field_percent=unknown_field_percent, mistyped_percent=mistyped_percent,
+        invalid_structured_percent=invalid_structured_percent, animated_percent=animated_percent,
+        zero_max_tokens_percent=zero_max_tokens_percent, large_output_percent=large_output_percent)
 
     @st.composite
     def build(draw: Draw) -> Scenario:
         count = draw(st.integers(min_requests, max_requests))
-        shape = draw(st.sampled_from(TRAFFIC_SHAPES))
+        pair = count >= 2 and chance(draw, pair_percent)
+        shape = draw(st.sampled_from(shapes))
         offsets = draw(arrival_offsets(count=count, shape=shape, max_spread_ms=max_spread_ms))
+        if pair:  # B follows A by 0..500 ms, both after everything else
+            a_at = offsets[-2]
+            offsets[-1] = min(a_at + draw(st.sampled_from((0.0, 1.0, 50.0, 500.0))),
+                              float(max_spread_ms))
         pool = MediaPool()
         drawn: list[ChatRequest] = []
         specs: list[RequestSpec] = []
         media: dict[str, Media] = {}
+        common = (f"traffic:{shape}", f"traffic:requests:{concurrency_bucket(count)}")
         for i, offset in enumerate(offsets):
-            extra = [f"traffic:{shape}"]
-            if drawn and chance(draw, repeat_request_percent):
+            extra = list(common)
+            if pair and i >= count - 2:
+                extra.append("pair:first" if i == count - 2 else "pair:second")
+            if len(drawn) >= max_distinct_requests and not (pair and i >= count - 2):
+                base = drawn[i % max_distinct_requests]
+                request = ChatRequest(body={**base.body, "user": f"vlfuzz-clone-{i}"},
+                                      media=base.media, tags=base.tags)
+                extra.append("request:clone")
+            elif drawn and chance(draw, repeat_request_percent):
                 request = drawn[draw(st.integers(0, len(drawn) - 1))]
                 extra.append("request:repeat")
             else:
                 request = draw_chat_request(draw, settings, pool)
             drawn.append(request)
             disconnect = None
-            if request.body.get("stream") is True and chance(draw, disconnect_percent):
+            if (request.body.get("stream") is True and i < max_distinct_requests
+                    and chance(draw, disconnect_percent)):
                 disconnect = draw(st.integers(0, 8))
                 extra.append("disconnect")
             spec = request.to_spec(f"r{i}", offset, disconnect, tuple(extra))
             emit(spec.tags)
             specs.append(spec)
             media.update(request.media)
-        emit([f"scenario:requests:{_bucket(count)}"])
+        emit([f"scenario:requests:{concurrency_bucket(count)}"])
         return Scenario(requests=tuple(specs), media=media)
 
     return build()
-
-
-def _bucket(n: int) -> str:
-    return "1" if n == 1 else "2-4" if n <= 4 else "5-16" if n <= 16 else "17+"

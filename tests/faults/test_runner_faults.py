@@ -77,7 +77,8 @@ def test_server_error_and_client_error(fault_server: FaultServer) -> None:
     assert [f.signature for f in failures] == [
         "server_error|500|EngineCore encountered an issue. See stack trace for the root cause."]
     trace, failures = one(fault_server, "error", status=400, message="Token id 5000 is out of "
-                          "vocabulary", type="BadRequestError")
+                          "vocabulary", type="BadRequestError",
+                          body_extra={"logit_bias": {"5000": 1}})
     assert trace.requests[0].status == 400 and failures == []
 
 

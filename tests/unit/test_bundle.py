@@ -274,3 +274,15 @@ def test_media_hash_mismatch_and_missing_media(sandbox: Path, written: Path) -> 
     media.unlink()
     with pytest.raises(BundleError, match="missing"):
         load_bundle(written)
+
+
+def test_minimizer_statistics_and_schedule_reach_bundle_and_issue(tmp_path: Path) -> None:
+    import dataclasses
+
+    stats = {"summary": "2 requests, reproduced 3/3", "schedule_note": "r1 and r4 must overlap",
+             "candidates": 9, "replays": 21, "passes": {"drop_requests": {"accepted": 3}}}
+    bundle = dataclasses.replace(sample_bundle(), fuzzer={**fuzzer_info(seed=7), "minimizer": stats})
+    path = write_bundle(bundle, tmp_path)
+    loaded = load_bundle(path)
+    assert loaded.fuzzer["minimizer"] == stats
+    assert "schedule: r1 and r4 must overlap" in (path / "ISSUE.md").read_text()

@@ -21,6 +21,9 @@ TOOLS = [{"type": "function", "function": {
     {"type": "function", "function": {"name": "noop"}}]
 
 
+META = {"created": 1700000000, "model": "vlfuzz-tiny-qwen3-vl"}
+
+
 def run(request: dict[str, Any], disconnect: int | None = None, probe: Probe | None = HEALTHY,
         **trace: Any) -> list:
     """check() on one request `request` whose trace has the given fields (`body` is the
@@ -40,7 +43,7 @@ def completion(content: str | None = "hi", finish: str = "stop",
         msg["tool_calls"] = [{"id": f"call-{i}", "type": "function",
                               "function": {"name": n, "arguments": a}}
                              for i, (n, a) in enumerate(tool_calls)]
-    return json.dumps({"id": "chatcmpl-1", "object": "chat.completion",
+    return json.dumps({"id": "chatcmpl-1", "object": "chat.completion", **META,
                        "choices": [{"index": 0, "message": msg, "finish_reason": finish}],
                        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
 
@@ -48,12 +51,13 @@ def completion(content: str | None = "hi", finish: str = "stop",
 def sse(*deltas: dict[str, Any], finish: str = "stop", usage: bool = False,
         done: bool = True) -> tuple[str, ...]:
     def chunk(delta: dict[str, Any], fr: str | None = None) -> str:
-        return json.dumps({"id": "chatcmpl-1", "object": "chat.completion.chunk",
+        return json.dumps({"id": "chatcmpl-1", "object": "chat.completion.chunk", **META,
                            "choices": [{"index": 0, "delta": delta, "finish_reason": fr}]})
     events = [chunk({"role": "assistant", "content": ""})]
     events += [chunk(d) for d in deltas] + [chunk({}, finish)]
     if usage:
-        events.append(json.dumps({"choices": [], "usage": {"prompt_tokens": 1,
+        events.append(json.dumps({"id": "chatcmpl-1", "object": "chat.completion.chunk",
+                                  **META, "choices": [], "usage": {"prompt_tokens": 1,
                                                            "completion_tokens": 2,
                                                            "total_tokens": 3}}))
     return tuple(events + (["[DONE]"] if done else []))
@@ -82,7 +86,8 @@ def test_healthy_traces_are_silent() -> None:
     assert run(STREAM, events=sse({"content": "hi"})) == []
     assert run({**STREAM, "stream_options": {"include_usage": True}},
                events=sse({"content": "hi"}, usage=True)) == []
-    assert run(CHAT, status=400, body=json.dumps({"error": {"message": "bad", "code": 400}})) == []
+    assert run({**CHAT, "n": 0}, status=400, body=json.dumps(
+        {"error": {"message": "bad", "type": "BadRequestError", "param": None, "code": 400}})) == []
     assert run(CHAT, probe=None, body=completion()) == []
 
 
@@ -229,4 +234,7 @@ def test_check_deduplicates_and_survives_garbage() -> None:
                                   RequestSpec(id="b", body=tool_body("required"))))
     rts = tuple(RequestTrace(id=i, sent_s=0.0, status=200, body=b, events=("[", "]"))
                 for i, b in (("a", '{"choices": [1, {"message": 3}]}'), ("b", "[]")))
-    assert check(scenario, Trace(requests=rts, deadlines=Deadlines())) == []
+    found = check(scenario, Trace(requests=rts, deadlines=Deadlines()))
+    # No oracle crashes on garbage; only the shape oracle judges it.
+    assert sorted((f.kind, f.request_id) for f in found) == [
+        ("shape_mismatch", "a"), ("shape_mismatch", "b"), ("wrong_choice_count", "a")]

@@ -9,7 +9,7 @@ from collections import Counter
 
 import jsonschema
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
@@ -18,11 +18,11 @@ from fuzz.model import MEDIA_SCHEME, RequestSpec, Scenario, resolve_media
 from fuzz.strategies import (SPECIAL_TOKENS, ChatRequest, arrival_offsets, chat_requests,
                              estimate_tokens, feature_counts, image_recipes, image_sizes,
                              response_formats, scenarios, seed_schemas, seed_tools, texts,
-                             tool_configs, tool_sets)
+                             tool_configs, tool_sets, TRAFFIC_SHAPES)
 
 FAST = settings(max_examples=20, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-SMALL = dict(max_pixels=48 * 48, max_prompt_tokens=300)
+SMALL = dict(max_pixels=48 * 48, max_prompt_tokens=300, max_requests=8)
 
 
 def all_strings(value: object) -> list[str]:
@@ -35,17 +35,30 @@ def all_strings(value: object) -> list[str]:
     return []
 
 
-def check_body(body: dict, max_output_tokens: int) -> None:
+def check_body(body: dict, max_output_tokens: int, tags: tuple[str, ...] = (),
+               max_tools: int = 4) -> None:
+    """What every generated body must satisfy; deliberate breakage is excused only
+    by the tag that announces it."""
+    mistyped = {t.split(":", 2)[2] for t in tags if t.startswith("extra:mistyped:")}
     assert "model" not in body
     assert isinstance(body["messages"], list) and body["messages"]
     assert body["messages"][-1]["role"] == "user"
-    assert isinstance(body["max_tokens"], int) and 1 <= body["max_tokens"] <= max_output_tokens
-    if "stream_options" in body:
+    if "max_tokens" not in mistyped:
+        assert isinstance(body["max_tokens"], int)
+        if "max_tokens:0" in tags:
+            assert body["max_tokens"] == 0
+        elif "max_tokens:large" in tags:
+            assert body["max_tokens"] > max_output_tokens
+        else:
+            assert 1 <= body["max_tokens"] <= max_output_tokens
+    if "stream_options" in body and not mistyped & {"stream", "stream_options"}:
         assert body["stream"] is True
-    if "tool_choice" in body:
+    if "tools" in body:
         offered = {t["function"]["name"] for t in body["tools"]}
-        assert 1 <= len(offered) == len(body["tools"]) <= 4
-        choice = body["tool_choice"]
+        assert 1 <= len(offered) == len(body["tools"]) <= max_tools
+        for tool in body["tools"]:
+            jsonschema.Draft202012Validator.check_schema(tool["function"]["parameters"])
+        choice = body.get("tool_choice", "auto")
         if isinstance(choice, dict):
             assert choice["type"] == "function" and choice["function"]["name"] in offered
         else:
@@ -55,16 +68,49 @@ def check_body(body: dict, max_output_tokens: int) -> None:
         assert re.fullmatch(r"[A-Za-z0-9_-]{1,64}", rf["json_schema"]["name"])
         schema = rf["json_schema"]["schema"]
         jsonschema.validators.validator_for(schema).check_schema(schema)
+    so = body.get("structured_outputs")
+    if so is not None and "structured_outputs:invalid" not in tags:
+        assert sum(so.get(k) is not None for k in ("json", "regex", "choice", "grammar",
+                                                    "json_object")) == 1
+        if "json" in so:
+            jsonschema.validators.validator_for(so["json"]).check_schema(so["json"])
+        if "regex" in so:
+            re.compile(so["regex"])
+    if not any(t.startswith("history:broken:") for t in tags):
+        check_tool_history(body["messages"])
+    json.dumps(body)  # sendable as JSON (the runner uses json.dumps)
+
+
+def check_tool_history(messages: list[dict]) -> None:
+    """Each assistant tool call is answered, in order, by a tool message with its id,
+    before anything else; no tool message answers an unknown id."""
+    pending: list[str] = []
+    for m in messages:
+        if m["role"] == "tool":
+            assert pending and m["tool_call_id"] == pending.pop(0)
+            continue
+        assert not pending, f"unanswered tool calls {pending}"
+        for call in m.get("tool_calls", ()):
+            assert call["type"] == "function" and isinstance(call["function"]["arguments"], str)
+            assert isinstance(json.loads(call["function"]["arguments"]), dict)
+            pending.append(call["id"])
+    assert not pending
+
+
+def image_parts(body: dict) -> int:
+    return sum(1 for m in body["messages"] if isinstance(m.get("content"), list)
+               for p in m["content"] if p.get("type") == "image_url")
 
 
 def check_tags(spec: RequestSpec) -> None:
     tags = set(spec.tags)
     assert tags and len(tags) == len(spec.tags)
-    assert f"images:{len(spec.media_refs())}" in tags
+    assert f"images:{image_parts(dict(spec.body))}" in tags
     assert ("stream" in tags) == spec.stream
     assert any(t.startswith("traffic:") for t in tags)
     assert ("structured:json_schema" in tags) == (
         spec.body.get("response_format", {}).get("type") == "json_schema")
+    assert any(t.startswith("structured_outputs:") for t in tags) == ("structured_outputs" in spec.body)
     assert any(t.startswith("tools:") for t in tags) == ("tools" in spec.body)
     assert ("disconnect" in tags) == (spec.disconnect_after_chunks is not None)
 
@@ -72,7 +118,7 @@ def check_tags(spec: RequestSpec) -> None:
 @FAST
 @given(scenarios(max_output_tokens=16, **SMALL))
 def test_scenarios_are_well_formed(scenario: Scenario) -> None:
-    assert 1 <= len(scenario.requests) <= 32
+    assert 1 <= len(scenario.requests) <= 8
     assert [r.id for r in scenario.requests] == [f"r{i}" for i in range(len(scenario.requests))]
     assert scenario.seed is None
     offsets = [r.offset_ms for r in scenario.requests]
@@ -82,9 +128,10 @@ def test_scenarios_are_well_formed(scenario: Scenario) -> None:
     used = {h for r in scenario.requests for h in r.media_refs()}
     assert used == set(scenario.media)  # every placeholder resolves, nothing unused
     for spec in scenario.requests:
-        check_body(dict(spec.body), max_output_tokens=16)
+        check_body(dict(spec.body), max_output_tokens=16, tags=spec.tags)
         check_tags(spec)
-        assert len(spec.media_refs()) <= 4
+        limit = 10 if "images:over_limit" in spec.tags else 8 if "images:at_limit" in spec.tags else 4
+        assert len(spec.media_refs()) <= limit
         assert not any(s.startswith(MEDIA_SCHEME) for s in all_strings(
             resolve_media(spec.body, scenario.media)))
     for media in scenario.media.values():
@@ -93,7 +140,7 @@ def test_scenarios_are_well_formed(scenario: Scenario) -> None:
 
 
 @FAST
-@given(scenarios(max_requests=6, **SMALL))
+@given(scenarios(**SMALL))
 def test_scenarios_round_trip_through_json(scenario: Scenario) -> None:
     text = json.dumps(scenario.to_json())
     blobs = {h: m.data for h, m in scenario.media.items()}
@@ -102,13 +149,13 @@ def test_scenarios_round_trip_through_json(scenario: Scenario) -> None:
     assert json.dumps(again.to_json()) == text
 
 
-@settings(max_examples=5, deadline=None, database=None,
+@settings(max_examples=4, deadline=None, database=None, phases=[Phase.generate],
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(scenarios())
+@given(scenarios(max_requests=12))
 def test_default_scenarios_stay_within_bounds(scenario: Scenario) -> None:
-    assert 1 <= len(scenario.requests) <= 32
+    assert 1 <= len(scenario.requests) <= 12
     for spec in scenario.requests:
-        check_body(dict(spec.body), max_output_tokens=64)
+        check_body(dict(spec.body), max_output_tokens=64, tags=spec.tags)
         assert estimate_tokens(json.dumps(spec.body)) < 40_000
     for media in scenario.media.values():
         assert ImageRecipe.from_json(media.recipe).pixels <= 1_100_000
@@ -116,16 +163,18 @@ def test_default_scenarios_stay_within_bounds(scenario: Scenario) -> None:
 
 @FAST
 @given(st.integers(1, 5).flatmap(lambda lo: st.tuples(st.just(lo), st.integers(lo, 8))).flatmap(
-    lambda b: st.tuples(st.just(b), scenarios(min_requests=b[0], max_requests=b[1], **SMALL))))
+    lambda b: st.tuples(st.just(b), scenarios(min_requests=b[0], max_requests=b[1],
+                                              max_pixels=16 * 16, max_prompt_tokens=50))))
 def test_request_count_respects_bounds(bounded: tuple) -> None:
     (lo, hi), scenario = bounded
     assert lo <= len(scenario.requests) <= hi
 
 
 @FAST
-@given(chat_requests(max_images=2, max_output_tokens=3, **SMALL))
+@given(chat_requests(max_images=2, max_output_tokens=3, max_pixels=48 * 48, max_prompt_tokens=300,
+                     image_limit=0))
 def test_chat_requests(request: ChatRequest) -> None:
-    check_body(request.body, max_output_tokens=3)
+    check_body(request.body, max_output_tokens=3, tags=request.tags)
     spec = request.to_spec("x", 5.0)
     assert set(spec.media_refs()) == set(request.media)
     assert len(spec.media_refs()) <= 2 and f"images:{len(spec.media_refs())}" in request.tags
@@ -203,7 +252,7 @@ def test_estimate_tokens() -> None:
 
 def test_seed_schemas_and_tools_are_valid() -> None:
     schemas = seed_schemas()
-    assert 6 <= len(schemas) <= 10
+    assert len(schemas) >= 30
     for schema in schemas.values():
         jsonschema.validators.validator_for(schema).check_schema(schema)
     assert any("$ref" in json.dumps(s) for s in schemas.values())
@@ -230,13 +279,16 @@ def test_tool_configs_name_an_offered_tool(config: dict) -> None:
 
 
 def test_every_tool_choice_form_is_drawn() -> None:
-    choices = [c["tool_choice"] for c in sample(tool_configs(), 100)]
+    configs = sample(tool_configs(), 100)
+    choices = [c["tool_choice"] for c in configs if "tool_choice" in c]
+    assert any("tool_choice" not in c for c in configs)
+    assert {True, False} <= {c.get("parallel_tool_calls") for c in configs}
     assert {"auto", "required", "none"} <= {c for c in choices if isinstance(c, str)}
     assert any(isinstance(c, dict) for c in choices)
 
 
 @FAST
-@given(st.sampled_from(["burst", "uniform", "poisson"]).flatmap(
+@given(st.sampled_from(TRAFFIC_SHAPES).flatmap(
     lambda shape: st.tuples(st.just(shape), arrival_offsets(count=10, shape=shape, max_spread_ms=800))))
 def test_arrival_offsets(drawn: tuple) -> None:
     shape, offsets = drawn
@@ -259,9 +311,17 @@ def test_arrival_offsets(drawn: tuple) -> None:
     lambda: tool_sets(min_tools=0),
     lambda: tool_sets(min_tools=3, max_tools=2),
     lambda: image_sizes(max_side=20000),
-    lambda: image_recipes(formats=["TIFF"]),
+    lambda: image_recipes(formats=["PDF"]),
+    lambda: image_recipes(max_frames=1),
+    lambda: scenarios(image_limit=-1),
+    lambda: scenarios(url_image_percent=101),
+    lambda: scenarios(shapes=("zigzag",)),
+    lambda: scenarios(max_model_len=1),
+    lambda: chat_requests(sampling_extras_percent=-1),
+    lambda: scenarios(pair_percent=200),
     lambda: image_recipes(modes=[]),
     lambda: arrival_offsets(count=3, shape="ramp"),
+    lambda: arrival_offsets(count=3, max_spread_ms=float("inf")),
 ])
 def test_bad_arguments_fail_eagerly(make) -> None:
     with pytest.raises(ValueError):

@@ -1,0 +1,77 @@
+"""Prompts sized against the target's context window: just under, at and past
+`max_model_len` once the requested `max_tokens` is reserved.
+
+Token counts come from a caller-supplied `count_tokens(text) -> int` (the campaign can
+plug the target's `/tokenize`) or, without one, from `estimate_tokens`. Either way the
+chat template adds a few tokens the count does not see, so "at" means "within a
+template's overhead of the limit" — exactly where off-by-one checks live."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import hypothesis.strategies as st
+
+from fuzz.strategies._common import Draw, StrategyArgumentError, check_int
+from fuzz.strategies.texts import estimate_tokens, load_corpus
+
+CountTokens = Callable[[str], int]
+# Offsets from the prompt budget (max_model_len - max_tokens), by position name.
+POSITIONS: dict[str, tuple[int, ...]] = {"under": (-64, -2), "at": (-1, 0), "over": (1, 2, 64)}
+
+
+def fit_to_tokens(text: str, target: int, count_tokens: CountTokens = estimate_tokens) -> str:
+    """The longest prefix of `text` with count_tokens(prefix) <= target, by binary
+    search over characters (O(log len) calls, so a remote tokenizer is affordable).
+    Pure apart from whatever `count_tokens` does; assumes counts grow with length."""
+    if target < 0:
+        raise ValueError(f"target={target} must be >= 0")
+    if count_tokens(text) <= target:
+        return text
+    lo, hi = 0, len(text)  # count(text[:lo]) <= target < count(text[:hi])
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if count_tokens(text[:mid]) <= target:
+            lo = mid
+        else:
+            hi = mid
+    return text[:lo]
+
+
+def grow_to_tokens(seed_text: str, target: int, count_tokens: CountTokens = estimate_tokens,
+                   filler: str = "") -> str:
+    """`seed_text` followed by repeats of `filler` (default: itself) until at least
+    `target` tokens, then cut to at most `target` with `fit_to_tokens`."""
+    if not seed_text:
+        raise ValueError("seed_text must not be empty")
+    filler = "\n\n" + (filler or seed_text)
+    text = seed_text
+    while count_tokens(text) < target:  # doubling: O(log target) counts
+        text += filler
+        filler += filler
+    return fit_to_tokens(text, target, count_tokens)
+
+
+def context_texts(*, max_model_len: int = 8192, max_tokens: int = 16,
+                  count_tokens: CountTokens | None = None,
+                  corpus: Path | str | None = None) -> st.SearchStrategy[tuple[str, str]]:
+    """(position, text) pairs, position in POSITIONS, whose token count is the prompt
+    budget `max_model_len - max_tokens` plus that position's offset."""
+    check_int("max_model_len", max_model_len, 2)
+    check_int("max_tokens", max_tokens, 1, max_model_len - 1)
+    if count_tokens is not None and not callable(count_tokens):
+        raise StrategyArgumentError(f"count_tokens must be callable, got {count_tokens!r}")
+    counter = count_tokens or estimate_tokens
+    docs = load_corpus(corpus)
+    budget = max_model_len - max_tokens
+
+    @st.composite
+    def build(draw: Draw) -> tuple[str, str]:
+        position = draw(st.sampled_from(tuple(POSITIONS)))
+        target = max(1, budget + draw(st.sampled_from(POSITIONS[position])))
+        doc = draw(st.sampled_from(docs))
+        head = f"Summarise this document (context test, {position}).\n\n"
+        return position, grow_to_tokens(head + doc, target, counter, filler=doc)
+
+    return build()

@@ -1,0 +1,77 @@
+"""The journal survives a torn last line, and folding it rebuilds the live summary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fuzz import ledger
+from fuzz.journal import Journal, read_journal
+from fuzz.model import Failure, RequestSpec, RequestTrace, Scenario, Trace
+from fuzz.redact import MASK, Redactor, parse_header
+from fuzz.report import Summary
+
+
+def test_reopening_cuts_a_torn_last_line_so_the_next_record_is_whole(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    with Journal(path) as j:
+        j.append({"type": "a"})
+    with open(path, "a") as f:
+        f.write('{"type": "torn", "x"')  # SIGKILL mid-write
+    assert [r["type"] for r in read_journal(path)] == ["a"]
+    with Journal(path) as j:
+        j.append({"type": "b"})
+    assert [json.loads(line)["type"] for line in path.read_text().splitlines()] == ["a", "b"]
+
+
+def test_journal_redacts_secrets_before_they_reach_disk(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    with Journal(path, Redactor(["s3cr3t-value"])) as j:
+        j.append({"message": "echoed Bearer s3cr3t-value", "nested": ["s3cr3t-value"]})
+    assert "s3cr3t" not in path.read_text() and MASK in path.read_text()
+
+
+def test_redactor_ignores_short_values_and_header_parsing() -> None:
+    assert Redactor(["ab", None, ""]).secrets == []
+    assert parse_header("X-Token: a:b ") == ("X-Token", "a:b")
+    for bad in ("novalue", ": x", "Bad Name: x"):
+        try:
+            parse_header(bad)
+        except ValueError:
+            continue
+        raise AssertionError(bad)
+
+
+def _scenario_and_trace(n: int) -> tuple[Scenario, Trace]:
+    specs = tuple(RequestSpec(id=f"r{i}", body={"messages": []}, tags=("stream", f"t{i % 2}"))
+                  for i in range(n))
+    traces = tuple(RequestTrace(id=f"r{i}", sent_s=0.0, status=200 if i else None,
+                                end_s=0.1 * (i + 1), deadline=None if i else "first_byte")
+                   for i in range(n))
+    return Scenario(requests=specs), Trace(requests=traces, wall_s=0.5)
+
+
+def test_folding_the_records_gives_the_summary_the_live_campaign_had() -> None:
+    live = Summary(seed=1, endpoint="http://x")
+    records = [{"type": "started", "target": {"model": "m"}, "t": 0.0},
+               {"type": "round", "round": 0, "t": 0.0}]
+    fail = Failure(kind="server_error", signature="server_error|500|boom", message="boom")
+    for i in range(3):
+        scenario, trace = _scenario_and_trace(3)
+        records.append(ledger.scenario_record(i, 0, 1.0 + i, scenario, trace, [fail]))
+        records.append(ledger.failure_record(i, 1.5 + i, fail, new=i == 0, requests=3,
+                                             minimize=ledger.PENDING if i == 0 else None))
+    records.append({"type": "bundle", "signature": fail.signature, "path": "b/x"})
+    for r in records:
+        ledger.apply(live, r)
+    again = ledger.fold(json.loads(json.dumps(records)), Summary(seed=1, endpoint="http://x"))
+    for s in (live, again):
+        assert (s.scenarios, s.requests, s.next_round, s.sessions) == (3, 9, 1, 1)
+        assert s.statuses == {"200": 6, "first_byte": 3}
+        assert s.features["stream"] == 9 and s.latency.total == 6
+        assert s.failures[fail.signature].count == 3 and s.failures[fail.signature].bundle == "b/x"
+        assert s.pending_minimizations == {fail.signature}
+        assert s.elapsed_s == 3.5
+    ledger.apply(again, {"type": "minimized", "signature": fail.signature, "requests_after": 1,
+                         "reproduced": "3/3", "note": "ok"})
+    assert not again.pending_minimizations and again.failures[fail.signature].requests_after == 1
