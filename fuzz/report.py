@@ -99,7 +99,7 @@ def render_report(s: Summary) -> str:
         f"- latency p50 {_fmt_s(s.latency.percentile(50))}, "
         f"p90 {_fmt_s(s.latency.percentile(90))}, p99 {_fmt_s(s.latency.percentile(99))}, "
         f"max {_fmt_s(s.latency.max_s if s.latency.total else None)}",
-        f"- statuses: " + (", ".join(f"{k}: {v}" for k, v in sorted(s.statuses.items(), key=str)) or "none"),
+        "- statuses: " + (", ".join(f"{k}: {v}" for k, v in sorted(s.statuses.items(), key=str)) or "none"),
         f"- target restarts: {s.target_restarts}; waits for the target: {len(s.target_waits)} "
         f"({sum(s.target_waits):.0f}s in all, longest {max(s.target_waits, default=0.0):.0f}s)",
         f"- sessions: {s.sessions} (more than one: the campaign was resumed); "

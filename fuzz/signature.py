@@ -10,7 +10,6 @@ such as a field name). The rules are ordered: later ones see earlier placeholder
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 
 MAX_MESSAGE_CHARS = 240
 

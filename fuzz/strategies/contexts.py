@@ -8,35 +8,15 @@ template's overhead of the limit" — exactly where off-by-one checks live."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import hypothesis.strategies as st
 
 from fuzz.strategies._common import Draw, StrategyArgumentError, check_int
-from fuzz.strategies.texts import estimate_tokens, load_corpus
+from fuzz.strategies.texts import CountTokens, estimate_tokens, fit_to_tokens, load_corpus
 
-CountTokens = Callable[[str], int]
 # Offsets from the prompt budget (max_model_len - max_tokens), by position name.
 POSITIONS: dict[str, tuple[int, ...]] = {"under": (-64, -2), "at": (-1, 0), "over": (1, 2, 64)}
-
-
-def fit_to_tokens(text: str, target: int, count_tokens: CountTokens = estimate_tokens) -> str:
-    """The longest prefix of `text` with count_tokens(prefix) <= target, by binary
-    search over characters (O(log len) calls, so a remote tokenizer is affordable).
-    Pure apart from whatever `count_tokens` does; assumes counts grow with length."""
-    if target < 0:
-        raise ValueError(f"target={target} must be >= 0")
-    if count_tokens(text) <= target:
-        return text
-    lo, hi = 0, len(text)  # count(text[:lo]) <= target < count(text[:hi])
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if count_tokens(text[:mid]) <= target:
-            lo = mid
-        else:
-            hi = mid
-    return text[:lo]
 
 
 def grow_to_tokens(seed_text: str, target: int, count_tokens: CountTokens = estimate_tokens,

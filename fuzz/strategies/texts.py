@@ -6,11 +6,14 @@ other character a whole one, which errs long for CJK and emoji."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import hypothesis.strategies as st
 
 from fuzz.strategies._common import Draw, chance, check_int, check_order, corpus_dir
+
+CountTokens = Callable[[str], int]
 
 PROMPTS: tuple[str, ...] = (
     "Describe this image.",
@@ -58,21 +61,29 @@ def estimate_tokens(text: str) -> int:
 
 
 def _fit(text: str, budget: int) -> str:
-    """The longest prefix of `text` whose estimate is at most `budget` (binary
-    search: the estimate grows with length)."""
-    if estimate_tokens(text) <= budget:
-        return text
-    if text.isascii():
+    """The longest prefix of `text` whose estimate is at most `budget`; ASCII text
+    is cut directly (its estimate is exactly a quarter of its length)."""
+    if text.isascii() and estimate_tokens(text) > budget:
         return text[: budget * 4]
-    lo, hi = 0, len(text)
+    return fit_to_tokens(text, budget)
+
+
+def fit_to_tokens(text: str, target: int, count_tokens: CountTokens = estimate_tokens) -> str:
+    """The longest prefix of `text` with count_tokens(prefix) <= target, by binary
+    search over characters (O(log len) calls, so a remote tokenizer is affordable).
+    Pure apart from whatever `count_tokens` does; assumes counts grow with length."""
+    if target < 0:
+        raise ValueError(f"target={target} must be >= 0")
+    if count_tokens(text) <= target:
+        return text
+    lo, hi = 0, len(text)  # count(text[:lo]) <= target < count(text[:hi])
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if estimate_tokens(text[:mid]) <= budget:
+        if count_tokens(text[:mid]) <= target:
             lo = mid
         else:
             hi = mid
     return text[:lo]
-
 
 def load_corpus(directory: Path | str | None = None) -> tuple[str, ...]:
     """The seed documents (`*.txt`, sorted by name so draws are reproducible)."""
