@@ -115,9 +115,47 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("paths", nargs="+", type=Path, help="bundle folders, .tar.gz files or folders of them")
     replay.add_argument("--endpoint", type=_url, help="vLLM base URL (default: the embedded target)")
     replay.add_argument("--model", help="served model name (default: the bundle's or the server's)")
-    replay.add_argument("--runs", type=_positive_int, default=3, help="replays per bundle (default 3)")
+    replay.add_argument("--runs", "--repeat", type=_positive_int, default=3, dest="runs",
+                        help="replays per bundle; it counts as fixed only if none fails (default 3)")
     replay.add_argument("--junit", type=Path, help="write JUnit XML here")
+
+    bundle = sub.add_parser("bundle", help="inspect or pack a failure bundle",
+                            description="`show` prints a bundle's summary; `pack` writes a single "
+                                        ".tar.gz to attach to an upstream issue.")
+    bundle.add_argument("action", choices=["show", "pack"])
+    bundle.add_argument("path", type=Path, help="a bundle folder or .tar.gz")
+    bundle.add_argument("--out", type=Path, default=None,
+                        help="pack: folder for the archive (default: beside the bundle)")
     return p
+
+
+def cmd_bundle(args) -> int:
+    """Loading validates everything (schema, hashes, archive safety); nothing in the
+    bundle is executed."""
+    from fuzz.bundle import BundleError, load_bundle, write_bundle
+    from fuzz.issue import issue_title, needs
+
+    try:
+        b = load_bundle(args.path)
+    except BundleError as e:
+        print(f"vlfuzz: {e}", file=sys.stderr)
+        return 2
+    if args.action == "show":
+        k, n = b.reproduced
+        target = b.target
+        print(issue_title(b.failure.kind, b.failure.message))
+        print(f"  signature:  {b.signature}")
+        print(f"  reproduced: {k}/{n}")
+        print(f"  target:     vLLM {target.get('version', '?')}, model "
+              f"{target.get('model_id') or target.get('model', '?')}")
+        for line in needs(b):
+            print(f"  - {line}")
+        return 0
+    out = args.out or (args.path.parent if args.path.is_dir() else Path("."))
+    folder = write_bundle(b, out)
+    archive = folder.with_name(folder.name + ".tar.gz")
+    print(f"{archive} ({archive.stat().st_size / 1024:.1f} KiB)")
+    return 0
 
 
 def _log(msg: str) -> None:
@@ -279,7 +317,8 @@ def cmd_replay(args) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"run": cmd_run, "target": cmd_target, "replay": cmd_replay}[args.command]
+    handler = {"run": cmd_run, "target": cmd_target, "replay": cmd_replay,
+               "bundle": cmd_bundle}[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:
