@@ -1,7 +1,8 @@
-"""`vlfuzz` command line: a thin layer over campaign, target, and replay.
+"""`vlfuzz` command line: a thin layer over campaign, target, replay and bundles.
 
 Exit codes: `run` 0 = no failures, 1 = failures found, 2 = could not run;
-`replay` 0 = all fixed, 1 = any still failing, 2 = error; `target` 0 / 2.
+`replay` 0 = all fixed, 1 = any still failing, 2 = error; `target up|down` 0 / 2,
+`target status` 0 = up, 3 = not up; `bundle` 0 / 2 (unreadable bundle).
 """
 
 from __future__ import annotations
