@@ -202,7 +202,7 @@ class _Campaign:
                                        trace.wall_s, self.summary))
         unique = _unique(failures)
         new = [f for f in unique if f.signature not in self.summary.failures]
-        primary = min(new, key=_severity) if new else None
+        primary = primary_failure(new)
         for failure in unique:
             self._record_failure(index, failure, scenario, trace, primary)
         self.maybe_write_report()
@@ -317,6 +317,11 @@ _SEVERITY = ("target_dead", "target_wedged", "hang", "server_error", "transport"
 def _severity(failure: Failure) -> int:
     """Lower is more severe: a dead target explains the 500s and resets around it."""
     return _SEVERITY.index(failure.kind) if failure.kind in _SEVERITY else len(_SEVERITY)
+
+
+def primary_failure(failures: list[Failure]) -> Failure | None:
+    """The one new failure of a scenario worth minimizing: the most severe, first on ties."""
+    return min(failures, key=_severity) if failures else None
 
 
 def _unique(failures: list[Failure]) -> list[Failure]:

@@ -1,0 +1,24 @@
+"""Which of a scenario's new failures the campaign minimizes (the others are echoes)."""
+
+from fuzz.campaign import primary_failure
+from fuzz.model import Failure
+
+
+def f(kind: str, sig: str | None = None) -> Failure:
+    return Failure(kind=kind, signature=sig or kind, message=kind)
+
+
+def test_a_dead_target_outranks_the_errors_it_caused():
+    failures = [f("server_error"), f("stream_error_event"), f("target_dead"), f("transport")]
+    assert primary_failure(failures).kind == "target_dead"
+
+
+def test_hangs_outrank_server_errors_and_wrong_answers_come_last():
+    assert primary_failure([f("schema_violation"), f("server_error"), f("hang")]).kind == "hang"
+    assert primary_failure([f("schema_violation"), f("server_error")]).kind == "server_error"
+
+
+def test_ties_keep_the_first_and_nothing_new_means_none():
+    first, second = f("schema_violation", "a"), f("tool_call_invalid", "b")
+    assert primary_failure([first, second]) is first
+    assert primary_failure([]) is None
