@@ -58,7 +58,13 @@ class Summary:
 
     @property
     def requests_per_s(self) -> float:
+        """While scenarios were being sent (excludes minimizing and restarts)."""
         return self.requests / self.fuzz_s if self.fuzz_s > 0 else 0.0
+
+    @property
+    def overall_requests_per_s(self) -> float:
+        """Over the whole run, restarts and minimizing included."""
+        return self.requests / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
     @property
     def failures_seen(self) -> int:
@@ -95,7 +101,8 @@ def render_report(s: Summary) -> str:
         f"vLLM {s.target.get('version', '?')}, max_model_len {s.target.get('max_model_len', '?')})",
         f"- seed: {s.seed}; ran {s.elapsed_s:.0f}s ({s.stopped_because})",
         f"- scenarios: {s.scenarios}; requests: {s.requests}; "
-        f"{s.requests_per_s:.2f} requests/s while fuzzing ({s.fuzz_s:.0f}s)",
+        f"{s.overall_requests_per_s:.2f} requests/s over the run, "
+        f"{s.requests_per_s:.2f} while sending ({s.fuzz_s:.0f}s)",
         f"- latency p50 {_fmt_s(s.latency.percentile(50))}, "
         f"p90 {_fmt_s(s.latency.percentile(90))}, p99 {_fmt_s(s.latency.percentile(99))}, "
         f"max {_fmt_s(s.latency.max_s if s.latency.total else None)}",

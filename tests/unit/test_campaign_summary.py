@@ -1,4 +1,4 @@
-"""Which of a scenario's new failures the campaign minimizes (the others are echoes)."""
+"""Pure pieces of the campaign: which new failure gets minimized, and the rates reported."""
 
 from fuzz.campaign import primary_failure
 from fuzz.model import Failure
@@ -22,3 +22,10 @@ def test_ties_keep_the_first_and_nothing_new_means_none():
     first, second = f("schema_violation", "a"), f("tool_call_invalid", "b")
     assert primary_failure([first, second]) is first
     assert primary_failure([]) is None
+
+
+def test_report_gives_the_rate_over_the_run_and_while_sending():
+    from fuzz.report import Summary, render_report
+
+    text = render_report(Summary(seed=1, endpoint="http://x", requests=100, elapsed_s=50.0, fuzz_s=10.0))
+    assert "2.00 requests/s over the run, 10.00 while sending (10s)" in text
