@@ -70,26 +70,24 @@ async def drop_requests(problem: Problem) -> None:
             i += 1
 
 
+def _all_then_each(body: Any, items: list, remove: Callable[[Any, set], Any]) -> Iterator[Changes]:
+    """Bodies without all of `items` (when there are several), then without each one."""
+    if len(items) > 1:
+        yield {"body": remove(body, set(items))}
+    for item in items:
+        yield {"body": remove(body, {item})}
+
+
 async def drop_images(problem: Problem) -> None:
     """All images of a request, then one image at a time."""
-    def variants(spec: RequestSpec) -> Iterator[Changes]:
-        sites = bodies.image_sites(spec.body)
-        if len(sites) > 1:
-            yield {"body": bodies.without_parts(spec.body, set(sites))}
-        for site in sites:
-            yield {"body": bodies.without_parts(spec.body, {site})}
-    await _each_request(problem, variants)
+    await _each_request(problem, lambda spec: _all_then_each(
+        spec.body, bodies.image_sites(spec.body), bodies.without_parts))
 
 
 async def drop_messages(problem: Problem) -> None:
     """System prompt and history turns: all of them, then one at a time."""
-    def variants(spec: RequestSpec) -> Iterator[Changes]:
-        indices = bodies.droppable_messages(spec.body)
-        if len(indices) > 1:
-            yield {"body": bodies.without_messages(spec.body, set(indices))}
-        for i in indices:
-            yield {"body": bodies.without_messages(spec.body, {i})}
-    await _each_request(problem, variants)
+    await _each_request(problem, lambda spec: _all_then_each(
+        spec.body, bodies.droppable_messages(spec.body), bodies.without_messages))
 
 
 async def drop_tools(problem: Problem) -> None:
