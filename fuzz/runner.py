@@ -22,8 +22,6 @@ from __future__ import annotations
 import asyncio
 import codecs
 import json
-import math
-import re
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -31,19 +29,13 @@ from typing import Any, TypeVar
 
 import aiohttp
 
+from fuzz.metrics import KV_TOLERANCE, metrics_idle, parse_metrics
 from fuzz.model import (CHAT_PATH, Deadlines, Probe, RequestSpec, RequestTrace, Scenario, Trace,
                         resolve_media)
 
 CANARY_PROMPT = "Reply with one word."
 _TAIL_EVENTS = 2  # kept past the cap, so [DONE] and the usage chunk stay checkable
 _T = TypeVar("_T")
-KV_TOLERANCE = 0.02  # KV cache usage (a fraction) above the idle baseline that is noise
-_GAUGES = {"vllm:num_requests_running": "running", "vllm:num_requests_waiting": "waiting",
-           "vllm:kv_cache_usage_perc": "kv_cache_usage",
-           "vllm:gpu_cache_usage_perc": "kv_cache_usage",
-           "vllm:cpu_cache_usage_perc": "kv_cache_usage"}
-_SAMPLE_RE = re.compile(r'^([A-Za-z_:][\w:]*)(\{(?:[^"}]|"(?:[^"\\]|\\.)*")*\})?\s+(\S+)')
-
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -278,26 +270,6 @@ async def run_scenario(endpoint: Endpoint, scenario: Scenario, deadlines: Deadli
                  metrics_before=before, metrics_after=settled, metrics_wait_s=waited)
 
 
-def parse_metrics(text: str) -> dict[str, float]:
-    """`running`, `waiting` (summed over label sets, e.g. engines) and `kv_cache_usage`
-    (the largest) from Prometheus text; gauges the server does not export are absent."""
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        match = _SAMPLE_RE.match(line.strip())
-        key = _GAUGES.get(match.group(1)) if match else None
-        if key is None:
-            continue
-        try:
-            value = float(match.group(3))  # type: ignore[union-attr]
-        except ValueError:
-            continue
-        if math.isnan(value):
-            continue
-        combine = max if key == "kv_cache_usage" else (lambda a, b: a + b)
-        out[key] = combine(out[key], value) if key in out else value
-    return out
-
-
 async def read_metrics(endpoint: Endpoint, *, deadline_s: float = 2.0) -> dict[str, float] | None:
     """The gauges of `/metrics`, or None when it cannot be read or exports none of them."""
     try:
@@ -309,14 +281,6 @@ async def read_metrics(endpoint: Endpoint, *, deadline_s: float = 2.0) -> dict[s
         return None
     found = parse_metrics(text) if status == 200 else {}
     return found or None
-
-
-def metrics_idle(m: Mapping[str, float], before: Mapping[str, float],
-                 kv_tolerance: float = KV_TOLERANCE) -> bool:
-    """Nothing running or waiting, and KV cache use back within tolerance of `before`."""
-    busy = m.get("running", 0.0) > 0 or m.get("waiting", 0.0) > 0
-    kv = m.get("kv_cache_usage", 0.0) - before.get("kv_cache_usage", 0.0)
-    return not busy and kv <= kv_tolerance
 
 
 async def settle_metrics(endpoint: Endpoint, before: Mapping[str, float], cap_s: float,

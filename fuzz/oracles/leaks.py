@@ -5,11 +5,10 @@ stream whose engine request lives on, blocks never freed) show up here and nowhe
 
 from __future__ import annotations
 
+from fuzz.metrics import KV_TOLERANCE
 from fuzz.model import Failure, Scenario, Trace
 from fuzz.oracles.reading import failure
 from fuzz.oracles.registry import oracle
-
-KV_TOLERANCE = 0.02  # as a fraction of the cache, like the gauge; matches the runner's
 
 
 @oracle

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from fuzz.model import Scenario, Trace
 from fuzz.oracles import check
-from fuzz.runner import metrics_idle, parse_metrics
+from fuzz.metrics import metrics_idle, parse_metrics
 
 IDLE = {"running": 0.0, "waiting": 0.0, "kv_cache_usage": 0.01}
 
