@@ -124,7 +124,11 @@ def test_scenarios_are_well_formed(scenario: Scenario) -> None:
     offsets = [r.offset_ms for r in scenario.requests]
     assert offsets == sorted(offsets) and all(0.0 <= t <= 2500.0 for t in offsets)
     if "traffic:burst" in scenario.requests[0].tags:
-        assert set(offsets) == {0.0}
+        # Everything is sent at once, except a pair's B, which follows its A on purpose.
+        assert {r.offset_ms for r in scenario.requests if "pair:second" not in r.tags} == {0.0}
+    if "pair:second" in scenario.requests[-1].tags:
+        assert "pair:first" in scenario.requests[-2].tags
+        assert scenario.requests[-1].offset_ms >= scenario.requests[-2].offset_ms
     used = {h for r in scenario.requests for h in r.media_refs()}
     assert used == set(scenario.media)  # every placeholder resolves, nothing unused
     for spec in scenario.requests:
