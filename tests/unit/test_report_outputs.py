@@ -93,7 +93,11 @@ def test_reports_are_redacted(tmp_path: Path) -> None:
                     reason="headless Chromium not installed (/usr/bin/chromium; Debian package 'chromium')")
 def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     write_reports(tmp_path, _summary(tmp_path))
+    # Flags as for any closed network: no background fetches, a fresh profile.
     proc = subprocess.run(["/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                           "--no-first-run", "--disable-background-networking",
+                           "--disable-component-update", "--disable-sync",
+                           f"--user-data-dir={tmp_path / 'profile'}",
                            "--dump-dom", (tmp_path / "report.html").as_uri()],
                           capture_output=True, text=True, timeout=120)
     assert 'class="failure"' in proc.stdout and "EngineCore &lt;encountered&gt;" in proc.stdout
