@@ -325,6 +325,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vlfuzz: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `vlfuzz target status | head`: the reader left, not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
