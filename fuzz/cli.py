@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="wall-time budget per minimization (default 4m)")
     run.add_argument("--keep-target", action="store_true",
                      help="leave the embedded target running afterwards")
+    run.add_argument("--server-arg", action="append", default=[], metavar="ARG",
+                     help="extra argument for the embedded vLLM, e.g. --server-arg=--async-scheduling "
+                          "(repeatable; a target running with other flags is restarted)")
 
     target = sub.add_parser("target", help="manage the embedded vLLM target",
                             description="Install (once), start, stop or inspect the embedded vLLM "
@@ -260,13 +263,15 @@ def cmd_run(args) -> int:
     started_here = False
     stop = threading.Event()
     if args.endpoint:
+        if args.server_arg:
+            print("vlfuzz: --server-arg only applies to the embedded target; ignored", file=sys.stderr)
         endpoint = _external_endpoint(args.endpoint, args.model, args.api_key, tuple(args.header))
         supervisor = ExternalSupervisor(endpoint, log=_log, max_wait_s=args.max_target_wait, stop=stop)
     else:
         if args.api_key or args.header:
             print("vlfuzz: --api-key/--header only apply with --endpoint; ignored", file=sys.stderr)
         paths = _target_paths(args)
-        config = ServerConfig()
+        config = ServerConfig(extra_args=tuple(args.server_arg))
         started_here = server.running(paths) is None
         try:
             state = embedded.up(paths, config, log=_log)

@@ -15,7 +15,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -128,12 +128,30 @@ def running(paths: TargetPaths) -> ServerState | None:
     return None
 
 
+def same_launch(recorded: Sequence[str], wanted: Sequence[str], port_matters: bool) -> bool:
+    """Whether a running server was launched as wanted; its port counts only if one was asked for."""
+    def masked(argv: Sequence[str]) -> list[str]:
+        out = list(argv)
+        if not port_matters:
+            for i, arg in enumerate(out[:-1]):
+                if arg == "--port":
+                    out[i + 1] = "*"
+        return out
+    return masked(recorded) == masked(wanted)
+
+
 def start(paths: TargetPaths, checkpoint: Path, config: ServerConfig, log: Log = print) -> ServerState:
-    """Start the server unless a healthy one is already recorded; wait for /health."""
+    """Start the server unless a healthy one with the same flags is recorded; wait for /health.
+
+    A server running with other flags (say, a hunt's `--server-arg`) is restarted rather
+    than silently fuzzed in the wrong configuration."""
     current = running(paths)
     if current is not None:
-        log(f"embedded target already up at {current.base_url} (pid {current.pid})")
-        return current
+        wanted = config.argv(checkpoint, config.port or 0)
+        if same_launch(current.argv, wanted, port_matters=config.port is not None):
+            log(f"embedded target already up at {current.base_url} (pid {current.pid})")
+            return current
+        log(f"embedded target at {current.base_url} runs with other flags; restarting it")
     stop(paths, log=lambda _m: None)
     paths.run_dir.mkdir(parents=True, exist_ok=True)
     port = config.port or free_port(config.host)

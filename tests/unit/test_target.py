@@ -42,6 +42,18 @@ def test_launch_flags_match_the_verified_recipe():
     assert argv[-2:] == ["--max-num-seqs", "4"]
 
 
+def test_a_running_server_is_reused_only_when_launched_with_the_same_flags():
+    ckpt = Path("/ckpt")
+    running = ServerConfig().argv(ckpt, 40001)
+    assert server.same_launch(running, ServerConfig().argv(ckpt, 0), port_matters=False)
+    hunt = ServerConfig(extra_args=("--no-enable-prefix-caching",)).argv(ckpt, 0)
+    assert not server.same_launch(running, hunt, port_matters=False)
+    assert not server.same_launch(running, ServerConfig(max_model_len=2048).argv(ckpt, 0),
+                                  port_matters=False)
+    assert not server.same_launch(running, ServerConfig(port=40002).argv(ckpt, 40002),
+                                  port_matters=True)
+
+
 def test_pypi_only_install_hides_the_local_wheel_folder(monkeypatch):
     monkeypatch.setenv("PIP_FIND_LINKS", "/opt/wheels")
     env = install._pypi_only_env()
