@@ -7,6 +7,7 @@ expected to be incomplete."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -22,10 +23,28 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+_INT_TEXT = re.compile(r"\s*([+-]?\d+(?:_\d+)*)(?:\.0*)?\s*")
+
+
+def lax_int(value: Any) -> int | None:
+    """`value` read as the server reads an integer field: vLLM's request models are
+    pydantic in lax mode, so `"2"`, `2.0` and `true` are accepted as 2, 2 and 1.
+    Judging a mistyped `"n": "2"` as n=1 made a false `over_max` alarm on a real run."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    match = _INT_TEXT.fullmatch(value) if isinstance(value, str) else None
+    return int(match.group(1)) if match else None
+    return None
+
+
 def requested_n(body: Mapping[str, Any]) -> int | None:
     """The `n` the request asked for (1 when absent); None when not a valid count."""
     n = body.get("n", 1)
-    n = 1 if n is None else _int(n)
+    n = 1 if n is None else lax_int(n)
     return n if n is not None and n >= 1 else None
 
 
@@ -105,7 +124,7 @@ def requested_max_tokens(body: Mapping[str, Any]) -> int | None:
     for key in ("max_completion_tokens", "max_tokens"):
         value = body.get(key)
         if value is not None:
-            value = _int(value)
+            value = lax_int(value)
             return value if value is not None and value >= 1 else None
     return None
 

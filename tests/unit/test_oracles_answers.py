@@ -12,7 +12,7 @@ import pytest
 
 from fuzz.model import Probe, RequestSpec, RequestTrace, Scenario, Trace
 from fuzz.oracles import check
-from fuzz.oracles.answers import requested_max_tokens, requested_n, usage_problem
+from fuzz.oracles.answers import lax_int, requested_max_tokens, requested_n, usage_problem
 from fuzz.oracles.shapes import shape_problem
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -99,7 +99,7 @@ def test_choice_count() -> None:
 
 
 def test_choice_count_ignores_invalid_n_and_cut_answers() -> None:
-    assert requested_n({"n": 0}) is None and requested_n({"n": True}) is None
+    assert requested_n({"n": 0}) is None and requested_n({"n": "two"}) is None
     assert requested_n({}) == requested_n({"n": None}) == 1
     assert "wrong_choice_count" not in [f.kind for f in run({**CHAT, "n": "x"}, body=body(2))]
     assert run({**CHAT, "n": 2}, body=body(1)[:40], body_truncated=True) == []
@@ -123,6 +123,23 @@ def test_max_completion_tokens_wins() -> None:
     assert requested_max_tokens({"max_tokens": 4, "max_completion_tokens": 10}) == 10
     assert requested_max_tokens({"max_tokens": 4}) == 4
     assert requested_max_tokens({"max_tokens": -1}) is None
+
+
+# What pydantic (lax mode, as in vLLM's request models) made of each value, checked
+# against the vLLM 0.32.0 venv: the oracles must count what the server counted.
+@pytest.mark.parametrize("value, server_reads", [
+    ("2", 2), (" 2 ", 2), ("2.0", 2), (2.0, 2), (True, 1), ("+3", 3), ("1_000", 1000),
+    (2.5, None), ("0x10", None), ("2.5", None), ([2], None)])
+def test_integer_fields_are_read_as_the_server_reads_them(value: Any, server_reads: int | None) -> None:
+    assert lax_int(value) == server_reads
+
+
+def test_a_mistyped_n_the_server_coerced_is_not_a_usage_alarm() -> None:
+    # Found on the real target: "n": "2" gave two choices of 28 tokens each.
+    usage = {"prompt_tokens": 5, "completion_tokens": 56, "total_tokens": 61}
+    body = {"max_tokens": 28, "n": "2"}
+    assert usage_problem(usage, requested_max_tokens(body), requested_n(body) or 1) is None
+    assert usage_problem(usage, requested_max_tokens({"max_tokens": 28}), 1) == "over_max"
 
 
 def test_usage_consistent_in_bodies_and_streams() -> None:
