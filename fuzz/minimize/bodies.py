@@ -8,6 +8,7 @@ has taken the largest step it could.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -145,6 +146,44 @@ def simpler_response_formats(body: Mapping[str, Any]) -> Iterator[Body]:
             yield _with_spec(body, {**spec, "schema": smaller})
 
 
+def simpler_structured_outputs(body: Mapping[str, Any]) -> Iterator[Body]:
+    """vLLM's `structured_outputs`: none; its options one at a time; then a smaller JSON
+    Schema (kept a string when it was sent as one) or one `choice` fewer. A real schema
+    bug (a tuple `items` sending xgrammar to its guidance fallback) stayed unshrunk
+    while only `response_format` was simplified."""
+    so = body.get("structured_outputs")
+    if so is None:
+        return
+    yield without_keys(body, ("structured_outputs",))
+    if not isinstance(so, Mapping):
+        return
+    for key in so:
+        if key not in _CONSTRAINTS:
+            yield _with_outputs(body, {k: v for k, v in so.items() if k != key})
+    schema, as_text = so.get("json"), False
+    if isinstance(schema, str):
+        try:
+            schema, as_text = json.loads(schema), True
+        except ValueError:
+            schema = None
+    if isinstance(schema, Mapping):
+        for smaller in schema_reductions(schema):
+            yield _with_outputs(body, {**so, "json": json.dumps(smaller) if as_text else smaller})
+    choice = so.get("choice")
+    if isinstance(choice, list) and len(choice) > 1:
+        for i in range(len(choice)):
+            yield _with_outputs(body, {**so, "choice": choice[:i] + choice[i + 1:]})
+
+
+_CONSTRAINTS = ("json", "regex", "choice", "grammar", "json_object", "structural_tag")
+
+
+def _with_outputs(body: Mapping[str, Any], so: Mapping[str, Any]) -> Body:
+    out = copy_body(body)
+    out["structured_outputs"] = copy.deepcopy(dict(so))
+    return out
+
+
 def _with_spec(body: Mapping[str, Any], spec: Mapping[str, Any]) -> Body:
     out = copy_body(body)
     out["response_format"] = {**out["response_format"], "json_schema": copy.deepcopy(dict(spec))}
@@ -164,9 +203,16 @@ def schema_reductions(schema: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
                 if key == "properties" and isinstance(value, Mapping):
                     for prop in value:
                         yield _edit(schema, path, lambda d, p=prop: _drop_property(d, p))
+                if key in _LISTS and isinstance(value, list) and len(value) > 1:
+                    for i in range(len(value)):
+                        yield _edit(schema, path + (key,), lambda d, i=i: d.pop(i))
                 queue.append((path + (key,), value))
         elif isinstance(node, list):
             queue.extend((path + (i,), v) for i, v in enumerate(node))
+
+
+# Keywords whose lists lose one element at a time (a branch, a tuple slot, a value).
+_LISTS = ("anyOf", "oneOf", "allOf", "items", "prefixItems", "enum", "required", "type")
 
 
 def _edit(schema: Mapping[str, Any], path: tuple[Any, ...], change: Any) -> dict[str, Any]:
@@ -206,4 +252,11 @@ def simpler_tool_configs(body: Mapping[str, Any]) -> Iterator[Body]:
             if (tool.get("function") or {}).get("name") != named:
                 out = copy_body(body)
                 del out["tools"][i]
+                yield out
+    for i, tool in enumerate(tools):
+        params = (tool.get("function") or {}).get("parameters") if isinstance(tool, Mapping) else None
+        if isinstance(params, Mapping):
+            for smaller in schema_reductions(params):
+                out = copy_body(body)
+                out["tools"][i]["function"]["parameters"] = smaller
                 yield out

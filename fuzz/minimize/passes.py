@@ -11,6 +11,7 @@ Rules every pass obeys (as in Hypothesis' shrinker and Shrink Ray):
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import replace
 from typing import Any
@@ -97,9 +98,10 @@ async def drop_tools(problem: Problem) -> None:
 
 
 async def simplify_schema(problem: Problem) -> None:
-    """No response_format, json_object, then a smaller JSON Schema."""
+    """No response_format / structured_outputs, json_object, then a smaller JSON Schema."""
     await _each_request(problem, lambda spec: (
-        {"body": b} for b in bodies.simpler_response_formats(spec.body)))
+        {"body": b} for b in itertools.chain(bodies.simpler_response_formats(spec.body),
+                                             bodies.simpler_structured_outputs(spec.body))))
 
 
 async def default_sampling(problem: Problem) -> None:

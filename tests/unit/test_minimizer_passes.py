@@ -130,6 +130,44 @@ def test_schema_and_tools_are_simplified():
     assert "tool_choice" not in out
 
 
+def test_structured_outputs_schemas_and_tool_parameters_shrink_too():
+    # Modelled on the real xgrammar->guidance fallback bug: a tuple `items` plus a float range.
+    schema = {"type": "object", "required": ["a", "t"], "additionalProperties": True,
+              "properties": {"a": {"anyOf": [{"type": "number", "minimum": 1e-9, "maximum": 1e308},
+                                             {"type": "boolean"}]},
+                             "t": {"type": "array", "items": [{"const": 1}, {"type": "string"}],
+                                   "additionalItems": False},
+                             "n": {"enum": ["x", 2, True]}}}
+    params = {"type": "object", "properties": {"q": {"type": "string", "maxLength": 3},
+                                               "k": {"type": "integer"}}}
+    body = chat("hi", structured_outputs={"json": schema, "disable_any_whitespace": True},
+                tools=[{"type": "function", "function": {"name": "f", "parameters": params}}])
+    s = Scenario(requests=(RequestSpec(id="r0", body=body),))
+
+    def fails(s: Scenario) -> bool:
+        b = s.requests[0].body
+        text = str((b.get("structured_outputs") or {}).get("json"))
+        tool = str(b.get("tools"))
+        return "1e+308" in text and "'items': [" in text and "maxLength" in tool
+
+    out = minimized(s, fails).requests[0].body
+    assert out["structured_outputs"] == {"json": {
+        "type": "object",  # `type` stays on purpose: each node remains a schema of its kind
+        "properties": {"a": {"anyOf": [{"type": "number", "maximum": 1e308}]},
+                       "t": {"type": "array", "items": [{"type": "string"}]}}}}
+    assert out["tools"][0]["function"]["parameters"] == {
+        "type": "object", "properties": {"q": {"type": "string", "maxLength": 3}}}
+
+
+def test_a_schema_sent_as_text_stays_text_and_choices_drop_one_by_one():
+    body = chat("hi", structured_outputs={"json": '{"type": "object", "required": ["a"]}'})
+    variants = list(bodies.simpler_structured_outputs(body))
+    assert variants[0] == bodies.without_keys(body, ("structured_outputs",))
+    assert {"json": '{"type": "object"}'} in [v["structured_outputs"] for v in variants[1:]]
+    choices = list(bodies.simpler_structured_outputs(chat("hi", structured_outputs={"choice": ["a", "b"]})))
+    assert [v["structured_outputs"] for v in choices[1:]] == [{"choice": ["b"]}, {"choice": ["a"]}]
+
+
 def test_drop_images_keeps_the_one_that_matters():
     a, b, c = image(32, 32, seed=1), image(32, 32, seed=2), image(32, 32, seed=3)
     s = Scenario(requests=(RequestSpec(id="r0", body=chat([image_part(a), image_part(b), image_part(c)])),),
