@@ -311,6 +311,7 @@ class Trace:
     metrics_before: Mapping[str, float] | None = None
     metrics_after: Mapping[str, float] | None = None
     metrics_wait_s: float | None = None
+    server_log: tuple[str, ...] = ()  # the target's notable log lines during the scenario
 
     def request(self, request_id: str) -> RequestTrace:
         for r in self.requests:
@@ -325,7 +326,8 @@ class Trace:
                 "wall_s": self.wall_s,
                 "metrics_before": _opt_dict(self.metrics_before),
                 "metrics_after": _opt_dict(self.metrics_after),
-                "metrics_wait_s": self.metrics_wait_s}
+                "metrics_wait_s": self.metrics_wait_s,
+                "server_log": list(self.server_log)}
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Trace:
@@ -336,7 +338,8 @@ class Trace:
                    wall_s=d.get("wall_s", 0.0),
                    metrics_before=_opt_dict(d.get("metrics_before")),
                    metrics_after=_opt_dict(d.get("metrics_after")),
-                   metrics_wait_s=d.get("metrics_wait_s"))
+                   metrics_wait_s=d.get("metrics_wait_s"),
+                   server_log=tuple(d.get("server_log", ())))
 
 
 def _opt_dict(m: Mapping[str, float] | None) -> dict[str, float] | None:
