@@ -62,14 +62,17 @@ def no_transport_failure(scenario: Scenario, trace: Trace) -> list[Failure]:
 
 @oracle
 def no_hang(scenario: Scenario, trace: Trace) -> list[Failure]:
-    """Every request must finish within its deadlines; the one that fired is named."""
+    """Every request must finish within its deadlines; the one that fired is named.
+
+    The signature carries the deadline's phase, not its value: with learnt deadlines
+    one hang would otherwise split into a signature per limit."""
     out = []
     for _spec, rt in pairs(scenario, trace):
         if rt.deadline is None:
             continue
         limit = f"{rt.deadline_s:g}s" if rt.deadline_s is not None else "?"
         phrase = _PHRASES.get(rt.deadline, f"deadline {rt.deadline} fired")
-        out.append(failure("hang", rt.status, phrase, detail=f"{rt.deadline}>{limit}",
+        out.append(failure("hang", rt.status, phrase, detail=rt.deadline,
                            request_id=rt.id, summary=f"{phrase} ({rt.deadline} > {limit})",
                            evidence={"deadline": rt.deadline, "deadline_s": rt.deadline_s,
                                      "status": rt.status, "first_byte_s": rt.first_byte_s,
