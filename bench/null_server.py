@@ -2,6 +2,7 @@
 
     python3 bench/null_server.py --port P [--tokens N] [--latency-ms L] [--itl-ms I]
                                  [--chunks-per-write K] [--workers W] [--host H]
+                                 [--record-arrivals]
 
 A bare asyncio Protocol with a minimal HTTP/1.1 parser (keep-alive, Content-Length
 bodies; no chunked request bodies), every response byte prebuilt once and cached:
@@ -15,6 +16,11 @@ bodies; no chunked request bodies), every response byte prebuilt once and cached
   step, so a client at high concurrency sees about one read per token).
 - `GET /v1/models`, `GET /health`; anything else is 404 (so `/metrics` and `/tokenize`
   are "not there", which both clients handle).
+- For the benchmarks' own bookkeeping: `GET /bench/count`, the number of chat requests
+  received so far (`{"count": N}`), and with `--record-arrivals`, `GET /bench/arrivals`,
+  the `[time.monotonic(), body["user"]]` of every chat request received since the last
+  call (the clock is the host's CLOCK_MONOTONIC, the same in every process, so a client
+  can compare it with its own plan).
 
 `--latency-ms` delays the response headers (time to first byte); `--itl-ms` delays
 each stream write after the first. `--workers W` forks W processes that each accept on
@@ -29,6 +35,7 @@ import argparse
 import asyncio
 import os
 import signal
+import time
 import socket
 import sys
 from collections.abc import Callable
@@ -230,10 +237,13 @@ class NullProtocol(asyncio.Protocol):
         if path == "/v1/chat/completions":
             if method != "POST":
                 return self._later(_error(405, "use POST"))
+            self.cfg.count += 1
             try:
                 req = _loads(body)
                 if not isinstance(req, dict):
                     raise ValueError("body is not an object")
+                if self.cfg.arrivals is not None:
+                    self.cfg.arrivals.append((time.monotonic(), req.get("user")))
                 n = req.get("max_completion_tokens") or req.get("max_tokens") or self.cfg.tokens
                 n = max(0, min(int(n), MAX_TOKENS))
                 model = req.get("model")
@@ -250,6 +260,12 @@ class NullProtocol(asyncio.Protocol):
             return self._later(HEALTH)
         if path == "/v1/models":
             return self._later(self.cfg.responses.models)
+        if path == "/bench/count":
+            return self._send(_response("200 OK", "application/json",
+                                        _dumps({"count": self.cfg.count})), False)
+        if path == "/bench/arrivals" and self.cfg.arrivals is not None:
+            arrivals, self.cfg.arrivals = self.cfg.arrivals, []
+            return self._send(_response("200 OK", "application/json", _dumps(arrivals)), False)
         return self._later(_error(404, f"no route {path}"))
 
     def _later(self, data: bytes, stream: bool = False) -> None:
@@ -304,9 +320,12 @@ class NullProtocol(asyncio.Protocol):
 
 class Config:
     def __init__(self, tokens: int = 16, latency_ms: float = 0.0, itl_ms: float = 0.0,
-                 chunks_per_write: int = 1, model: str = "null-model") -> None:
+                 chunks_per_write: int = 1, model: str = "null-model",
+                 record_arrivals: bool = False) -> None:
         if chunks_per_write < 1:
             raise ValueError("chunks_per_write must be >= 1")
+        self.count = 0  # chat requests received (per worker process)
+        self.arrivals: list[tuple[float, Any]] | None = [] if record_arrivals else None
         self.tokens = tokens
         self.latency_s = latency_ms / 1000.0
         self.itl_s = itl_ms / 1000.0
@@ -359,9 +378,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="SSE events per write (a large K sends each stream in one write)")
     ap.add_argument("--workers", type=int, default=1, help="processes (SO_REUSEPORT)")
     ap.add_argument("--model", default="null-model", help="served model name")
+    ap.add_argument("--record-arrivals", action="store_true",
+                    help="keep each chat request's arrival time for GET /bench/arrivals")
     args = ap.parse_args(argv)
     config = {"tokens": args.tokens, "latency_ms": args.latency_ms, "itl_ms": args.itl_ms,
-              "chunks_per_write": args.chunks_per_write, "model": args.model}
+              "chunks_per_write": args.chunks_per_write, "model": args.model,
+              "record_arrivals": args.record_arrivals}
     first = _listen(args.host, args.port)
     port = first.getsockname()[1]
     socks = [first] + [_listen(args.host, port) for _ in range(args.workers - 1)]

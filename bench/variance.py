@@ -21,61 +21,38 @@ flagged: the oracle's sensitivity). `--out` writes the NoiseModel JSON
 
 Then the first probe, streamed, is timed alone `--latency-runs` times (TTFT, time per
 output token, end to end): the interference oracle's calibration, for scale.
+
+The measuring and the text are `fuzz.calibration`'s, shared with `vlfuzz calibrate`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
-import time
 from pathlib import Path
 
-from fuzz.isolation import calibrate_latency, derive_noise, measure_noise, probe_request
-from fuzz.isolation.noise import DEFAULT_MIN_MARGIN, DEFAULT_SAFETY
-from fuzz.isolation.report import variance_table
-from fuzz.isolation.scenarios import PROBE_PROMPTS, default_probes
-from fuzz.model import Deadlines, Scenario
-from fuzz.runner import Endpoint
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-DEADLINES = Deadlines(first_byte_s=120.0, stall_s=60.0, total_s=300.0)
+from fuzz.calibration import measure_variance, render_variance, write_json  # noqa: E402
+from fuzz.isolation.noise import DEFAULT_MIN_MARGIN, DEFAULT_SAFETY  # noqa: E402
+from fuzz.runner import Endpoint  # noqa: E402
 
 
 async def measure(args: argparse.Namespace) -> int:
     endpoint = Endpoint(args.endpoint, args.model, api_key=os.environ.get(args.api_key_env))
-    scenario = default_probes(max_tokens=args.max_tokens, image=not args.no_image)
-    started = time.monotonic()
-    samples = await measure_noise(endpoint, scenario, alone_runs=args.repeats,
-                                  batch_sizes=args.batch_sizes, batch_runs=args.batch_runs,
-                                  deadlines=DEADLINES)
-    noise = derive_noise(samples, safety=args.safety, min_margin=args.min_margin)
-    print(f"natural variance of {args.endpoint} (model {args.model}): "
-          f"{len(scenario.requests)} greedy probes, {args.max_tokens} tokens, "
-          f"{len(samples)} answers in {time.monotonic() - started:.0f}s\n")
-    print(variance_table(noise, samples))
+    variance = await measure_variance(
+        endpoint, repeats=args.repeats, batch_sizes=args.batch_sizes, batch_runs=args.batch_runs,
+        max_tokens=args.max_tokens, image=not args.no_image, safety=args.safety,
+        min_margin=args.min_margin, latency_runs=args.latency_runs)
+    print(render_variance(variance, f"{args.endpoint} (model {args.model})"))
     if args.out:
-        _write(args.out, noise.to_json())
+        write_json(args.out, variance.noise.to_json())
         print(f"\nnoise model written to {args.out}")
     if args.samples_out:
-        _write(args.samples_out, {"samples": [s.to_json() for s in samples]})
-    if args.latency_runs:
-        first = scenario.requests[0]
-        streamed = Scenario(requests=(probe_request("victim", PROBE_PROMPTS[0], stream=True,
-                                                    max_tokens=args.max_tokens),))
-        alone = await calibrate_latency(endpoint, streamed, "victim", runs=args.latency_runs,
-                                        deadlines=DEADLINES)
-        med = {m: alone.median(m) for m in ("ttft_s", "tpot_s", "e2e_s")}
-        print(f"\nalone latency of {first.id} streamed ({args.latency_runs} runs, medians): "
-              + ", ".join(f"{m[:-2]} {v * 1000:.1f} ms" for m, v in med.items() if v is not None))
+        write_json(args.samples_out, {"samples": [s.to_json() for s in variance.samples]})
     return 0
-
-
-def _write(path: Path, doc: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,9 @@
 A bundle is a folder `<slug>-<hash8>/` holding `bundle.json` (format_version 1, see
 `schemas/bundle.schema.json`), `media/<sha256>.<ext>`, a ready-to-paste `ISSUE.md`
 and a standalone `repro.py`, plus a `.tar.gz` twin beside it for attaching upstream.
-Bundles are read back from strangers' uploads, so loading is defensive throughout.
+Bundles are read back from strangers' uploads, so loading is defensive throughout;
+every write is atomic (temp file or folder, then `os.replace`), so readers never see
+half a bundle.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from fuzz import __version__
+from fuzz.bundle_triage import BundleTriage
 from fuzz.model import Failure, Scenario, Trace, sha256_hex
 from fuzz.safetar import ArchiveError, ArchiveLimits, extract_tar_gz
 
@@ -48,7 +51,8 @@ class Bundle:
 
     `trace` is the evidence from the minimized run; `target` is the server's identity
     (/version, model id, max_model_len, flags when known); `fuzzer` holds the vlfuzz
-    version and seed (see `fuzzer_info`). `path` is where it was loaded from."""
+    version and seed (see `fuzzer_info`); `triage` a person's verdict, when someone
+    gave one. `path` is where it was loaded from."""
 
     scenario: Scenario
     failure: Failure
@@ -57,6 +61,7 @@ class Bundle:
     target: Mapping[str, Any]
     fuzzer: Mapping[str, Any]
     original_request_count: int
+    triage: BundleTriage | None = None
     path: Path | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -75,23 +80,27 @@ class Bundle:
 
     def to_json(self) -> dict[str, Any]:
         """bundle.json's content: everything except the media bytes."""
-        return {"format_version": BUNDLE_FORMAT_VERSION, "failure": self.failure.to_json(),
-                "scenario": self.scenario.to_json(), "trace": self.trace.to_json(),
-                "reproduced": {"k": self.reproduced.k, "n": self.reproduced.n},
-                "target": dict(self.target), "fuzzer": dict(self.fuzzer),
-                "original_request_count": self.original_request_count,
-                "media_files": {h: media_filename(h, m.data)
-                                for h, m in sorted(self.scenario.media.items())}}
+        doc = {"format_version": BUNDLE_FORMAT_VERSION, "failure": self.failure.to_json(),
+               "scenario": self.scenario.to_json(), "trace": self.trace.to_json(),
+               "reproduced": {"k": self.reproduced.k, "n": self.reproduced.n},
+               "target": dict(self.target), "fuzzer": dict(self.fuzzer),
+               "original_request_count": self.original_request_count,
+               "media_files": {h: media_filename(h, m.data)
+                               for h, m in sorted(self.scenario.media.items())}}
+        if self.triage is not None:
+            doc["triage"] = self.triage.to_json()
+        return doc
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any], media_bytes: Mapping[str, bytes],
                   path: Path | None = None) -> Bundle:
         r = d["reproduced"]
+        triage = BundleTriage.from_json(d["triage"]) if d.get("triage") is not None else None
         return cls(scenario=Scenario.from_json(d["scenario"], media_bytes),
                    failure=Failure.from_json(d["failure"]), trace=Trace.from_json(d["trace"]),
                    reproduced=Reproduced(r["k"], r["n"]), target=d["target"],
                    fuzzer=d["fuzzer"], original_request_count=d["original_request_count"],
-                   path=path)
+                   triage=triage, path=path)
 
 
 def target_model(target: Mapping[str, Any]) -> str | None:
@@ -108,7 +117,8 @@ def fuzzer_info(seed: int | None = None, **extra: Any) -> dict[str, Any]:
 def bundle_dirname(signature: str) -> str:
     """Readable and collision-free: a slug of the signature plus 8 hex of its sha256."""
     slug = re.sub(r"[^a-z0-9]+", "-", signature.lower()).strip("-")[:60].rstrip("-")
-    return f"{slug or 'failure'}-{hashlib.sha256(signature.encode()).hexdigest()[:8]}"
+    digest = hashlib.sha256(signature.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{slug or 'failure'}-{digest}"
 
 
 _MAGIC = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpg"), (b"GIF8", "gif"),
@@ -144,31 +154,40 @@ def validate_json(doc: Any) -> None:
                           f"{error.message[:300]}")
 
 
+def _stage(bundle: Bundle, folder: Path) -> None:
+    """Write the bundle's files into the new, empty `folder`."""
+    from fuzz.issue import render_issue
+    from fuzz.repro_template import render_repro
+
+    doc = bundle.to_json()
+    validate_json(doc)
+    (folder / "media").mkdir(parents=True)
+    (folder / BUNDLE_JSON).write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    for h, rel in doc["media_files"].items():
+        (folder / rel).write_bytes(bundle.scenario.media[h].data)
+    (folder / "ISSUE.md").write_text(render_issue(bundle), encoding="utf-8", errors="replace")
+    (folder / "repro.py").write_text(render_repro(bundle), encoding="utf-8")
+
+
+def _tar(folder: Path, archive: Path) -> None:
+    with tarfile.open(archive, "w:gz") as tf:
+        tf.add(folder, arcname=folder.name, filter=_anonymise)
+
+
 def write_bundle(bundle: Bundle, parent_dir: Path) -> Path:
     """Write the bundle folder and its .tar.gz into `parent_dir`; return the folder.
 
     Built in a temp dir under `parent_dir` and moved into place, replacing any bundle
     with the same signature, so readers never see a half-written bundle."""
-    from fuzz.issue import render_issue
-    from fuzz.repro_template import REPRO_PY
-
-    doc = bundle.to_json()
-    validate_json(doc)
     parent_dir = Path(parent_dir)
     parent_dir.mkdir(parents=True, exist_ok=True)
     name = bundle.name
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=parent_dir))
     try:
         stage = tmp / name
-        (stage / "media").mkdir(parents=True)
-        (stage / BUNDLE_JSON).write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
-        for h, rel in doc["media_files"].items():
-            (stage / rel).write_bytes(bundle.scenario.media[h].data)
-        (stage / "ISSUE.md").write_text(render_issue(bundle), encoding="utf-8", errors="replace")
-        (stage / "repro.py").write_text(REPRO_PY, encoding="utf-8")
+        _stage(bundle, stage)
         archive = tmp / (name + ".tar.gz")
-        with tarfile.open(archive, "w:gz") as tf:
-            tf.add(stage, arcname=name, filter=_anonymise)
+        _tar(stage, archive)
         final = parent_dir / name
         if final.exists():
             os.replace(final, tmp / "previous")
@@ -177,6 +196,74 @@ def write_bundle(bundle: Bundle, parent_dir: Path) -> Path:
         return final
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def pack_bundle(bundle: Bundle, out_dir: Path) -> Path:
+    """Write only `<name>.tar.gz` into `out_dir` (ISSUE.md and repro.py rendered by this
+    vlfuzz) and return its path: the one file to attach to an upstream issue."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{bundle.name}.", dir=out_dir) as td:
+        stage = Path(td) / bundle.name
+        _stage(bundle, stage)
+        _tar(stage, Path(td) / "packed.tar.gz")
+        final = out_dir / (bundle.name + ".tar.gz")
+        os.replace(Path(td) / "packed.tar.gz", final)
+    return final
+
+
+def _replace_file(path: Path, data: bytes) -> None:
+    """Write `path` atomically: a temp file beside it, then `os.replace`."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def refresh_bundle(folder: Path) -> Bundle:
+    """Re-render a bundle folder's ISSUE.md and repro.py with this vlfuzz (bundle.json
+    and media untouched), and its .tar.gz twin when there is one."""
+    from fuzz.issue import render_issue
+    from fuzz.repro_template import render_repro
+
+    folder = _editable_folder(folder)
+    bundle = load_bundle(folder)
+    _replace_file(folder / "ISSUE.md", render_issue(bundle).encode("utf-8", "replace"))
+    _replace_file(folder / "repro.py", render_repro(bundle).encode("utf-8"))
+    twin = folder.with_name(folder.name + ".tar.gz")
+    if twin.is_file():
+        with tempfile.TemporaryDirectory(prefix=f".{folder.name}.", dir=folder.parent) as td:
+            _tar(folder, Path(td) / "twin.tar.gz")
+            os.replace(Path(td) / "twin.tar.gz", twin)
+    return bundle
+
+
+def set_triage(folder: Path, triage: BundleTriage) -> Bundle:
+    """Record `triage` in a bundle folder: bundle.json is rewritten atomically (and only
+    its `triage` section changes), after validation against the schema; then ISSUE.md,
+    repro.py and a .tar.gz twin are refreshed to say so."""
+    folder = _editable_folder(folder)
+    load_bundle(folder)  # the whole bundle must be sound before it is edited
+    doc = json.loads((folder / BUNDLE_JSON).read_text(encoding="utf-8"))
+    doc["triage"] = triage.to_json()
+    try:
+        validate_json(doc)
+    except BundleError as e:
+        raise BundleError(f"{folder}: {e}") from None
+    _replace_file(folder / BUNDLE_JSON, (json.dumps(doc, indent=1) + "\n").encode("utf-8"))
+    return refresh_bundle(folder)
+
+
+def _editable_folder(folder: Path) -> Path:
+    folder = Path(folder)
+    if not (folder / BUNDLE_JSON).is_file():
+        what = "an archive; unpack it first" if is_archive(folder) else "not a bundle folder"
+        raise BundleError(f"{folder}: {what} (no {BUNDLE_JSON} to edit)")
+    return folder
 
 
 def _anonymise(info: tarfile.TarInfo) -> tarfile.TarInfo:

@@ -2,19 +2,42 @@
 judge them, new failures are minimized and bundled, and a report is kept current.
 
 Hypothesis is used as a long-lived generator: a `@given` function run in rounds
-(round n uses seed `seed * 1_000_003 + n`) with generation-only settings, whose body
-runs each scenario and records failures instead of raising. Every outcome is a
-journal record first and a summary update second (`ledger.apply`), so `--resume`
-rebuilds the same state and continues from the next round. The engine prints
-nothing; it reports through `on_event` (see `fuzz.events`).
+(round n of worker w uses seed `(seed + w) * 1_000_003 + n`) with generation-only
+settings, whose body runs each scenario and records failures instead of raising.
+Every outcome is a journal record first and a summary update second (`ledger.apply`),
+so `--resume` rebuilds the same state and continues from the next round. The engine
+prints nothing; it reports through `on_event` (see `fuzz.events`).
+
+Scenarios are sent through a `Harness`: deadlines learnt per request size class (the
+configured `deadlines` are the ceiling, and what applies until enough requests were
+seen; `deadline_overrides` fix a phase), image URLs served by a loopback fixture
+server started for the campaign. What happens to failures is `fuzz.triage`'s job.
+Past `max_disk_bytes` the folder keeps its journal and new failures' bundles, but
+known failures are not bundled again (see `fuzz.disk`). Several campaigns may share
+one folder as workers (`fuzz.workers`): each has its own seed stream (`seed + worker`),
+journal and bundle folder (`fuzz.layout`), and leaves the reports to its coordinator.
+
+Greybox steering: the harness samples `/metrics` and follows the target's log around
+each scenario; `fuzz.signals` turns both into server states ("features"), journaled
+with the scenario and its origin. Scenarios that reach a new state join the steering
+corpus (`fuzz.steering`), and after each fresh scenario of a round a mutant of the
+corpus runs (a per-round rng seeded from the round seed). The corpus itself is not
+journaled: a resumed campaign knows which states were reached, not the scenarios.
+
+Isolation and interference (`fuzz.isolation_watch`): when on, the quiet target is
+calibrated once at start (journaled, reused by `--resume`), a share of scenarios get
+a probe, victim or canary planted, and after the ordinary oracles each scenario is
+judged against runs alone; confirmed findings join its failures.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import random
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,59 +47,41 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import target as hypothesis_target
 
 from fuzz import __version__, ledger
-from fuzz.bundle import Bundle, Reproduced, load_bundle, write_bundle
-from fuzz.events import (BundleWritten, CampaignFinished, CampaignStarted, Event, FailureFound,
-                         MinimizationStarted, Noted, ScenarioFinished, ScenarioStarted,
+from fuzz.config import CampaignConfig, journaled_settings
+from fuzz.deadlines import loosest
+from fuzz.disk import DiskCap, DiskWatch, disk_usage
+from fuzz.events import (BundleWritten, CampaignFinished, CampaignStarted, DiskCapReached, Event,
+                         FailureFound, Noted, ScenarioFinished, ScenarioStarted,
                          TargetStateChanged, Ticked)
+from fuzz.fixtures import ThreadedFixtureServer
+from fuzz.harness import Harness, Played, cut_records, deadlines_note
+from fuzz.isolation import CalibrationError, NoiseModel
+from fuzz.isolation_watch import Calibration, IsolationWatch, Planted, calibrate, has_fixture_urls
 from fuzz.journal import Journal, read_journal
-from fuzz.minimize import Budget, minimize
+from fuzz.layout import bundle_elsewhere, bundles_dir, journal_path
+from fuzz.minimize import Replay
 from fuzz.model import Deadlines, Failure, Scenario, Trace
 from fuzz.oracles import check
 from fuzz.outputs import write_reports
 from fuzz.redact import Redactor
 from fuzz.report import Summary
-from fuzz.runner import fetch_target_info, run_scenario
+from fuzz.runner import fetch_target_info
+from fuzz.signals import server_features
+from fuzz.steering import Steering
 from fuzz.strategies import scenarios
-from fuzz.supervisor import ExternalSupervisor, Supervisor, TargetUnavailable
+from fuzz.supervisor import EmbeddedSupervisor, ExternalSupervisor, Supervisor, TargetUnavailable
+from fuzz.triage import Stopped, Triage, TriageConfig
 
 __all__ = ["BundleWritten", "CampaignConfig", "Event", "FailureFound", "Noted",
-           "ScenarioFinished", "report_path", "run_campaign"]
+           "ScenarioFinished", "journaled_settings", "report_path", "run_campaign"]
 
-REPORT_EVERY_S = 30.0
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True)
-class CampaignConfig:
-    out_dir: Path
-    duration_s: float
-    seed: int = 0
-    deadlines: Deadlines = Deadlines(first_byte_s=120.0, stall_s=60.0, total_s=300.0)
-    max_requests: int = 32
-    max_output_tokens: int = 64
-    examples_per_round: int = 10
-    minimize: bool = True
-    minimize_budget: Budget = Budget(max_replays=40, max_wall_s=240.0)
-    resume: bool = False  # continue the campaign journaled in out_dir
-    tick_s: float = 1.0
-    report_every_s: float = REPORT_EVERY_S
-
-    def settings_json(self) -> dict[str, Any]:
-        """What `--resume` needs to regenerate the same seed stream."""
-        return {"seed": self.seed, "duration_s": self.duration_s,
-                "max_requests": self.max_requests, "max_output_tokens": self.max_output_tokens,
-                "examples_per_round": self.examples_per_round, "deadlines": self.deadlines.to_json()}
-
-
 MAX_FAILED_ROUNDS = 3
+NOT_JUDGED_AFTER = ("target_dead", "target_wedged", "hang")  # replaying those costs too much
 
 
 class _GeneratorBroken(RuntimeError):
     """Several rounds in a row failed to generate anything: a bug in the strategies."""
-
-
-class _Stopped(Exception):
-    """A graceful stop was asked for while a minimization was replaying."""
 
 
 @dataclass
@@ -89,12 +94,28 @@ class _Campaign:
     summary: Summary
     stop: threading.Event
     redact: Redactor
+    harness: Harness
     offset_s: float = 0.0  # campaign time used by earlier sessions
     started: float = field(default_factory=time.monotonic)
     last_report: float = 0.0
     round_no: int = 0
     aborted: Exception | None = None
     failed_rounds: int = 0
+    triage: Triage = field(init=False)
+    disk: DiskWatch = field(init=False)
+    steering: Steering | None = field(init=False, default=None)
+    watch: IsolationWatch | None = None
+
+    def __post_init__(self) -> None:
+        if self.config.steering:
+            self.steering = Steering(max_requests=2 * self.config.max_requests,
+                                     seen=self.summary.server_states)
+        self.disk = DiskWatch(self.config.out_dir, DiskCap(self.config.max_disk_bytes),
+                              self.disk_cap_reached)
+        self.triage = Triage(TriageConfig(bundles_dir=bundles_dir(self.config.out_dir,
+                                                                  self.config.worker),
+                                          seed=self.config.seed, minimize=self.config.minimize,
+                                          budget=self.config.minimize_budget), self, self.redact)
 
     def now(self) -> float:
         return self.offset_s + time.monotonic() - self.started
@@ -107,7 +128,49 @@ class _Campaign:
         self.journal.append(rec)
         ledger.apply(self.summary, rec)
 
-    def run(self, coro: Coroutine[Any, Any, _T]) -> _T:
+    # -- what triage needs (see `fuzz.triage.Host`) ----------------------------------------
+
+    def emit(self, event: Event) -> None:
+        self.on_event(event)
+
+    def stopping(self) -> bool:
+        return self.stop.is_set()
+
+    def target_evidence(self) -> dict[str, Any]:
+        return {**self.summary.target, **self.supervisor.evidence()}
+
+    async def replay(self, scenario: Scenario, deadlines: Mapping[str, Deadlines]) -> Trace:
+        if not self.supervisor.healthy():
+            await asyncio.to_thread(self.ensure_target)
+        return (await self.harness.play(scenario, deadlines, sample_metrics=False)).trace
+
+    def oracle_replay(self, scenario: Scenario, failure: Failure,
+                      deadlines: Mapping[str, Deadlines]) -> Replay | None:
+        if self.watch is None:
+            return None
+        own = self.watch.replay_for(failure, scenario,
+                                    loosest(list(deadlines.values()), self.config.deadlines))
+        if own is None:
+            return None
+
+        async def replay(candidate: Scenario) -> tuple[Trace, list[Failure]]:
+            if not self.supervisor.healthy():
+                await asyncio.to_thread(self.ensure_target)
+            return await own(candidate)
+        return replay
+
+    def bundled_elsewhere(self, signature: str) -> Path | None:
+        return bundle_elsewhere(self.config.out_dir, signature, self.config.worker)
+
+    def may_rewrite_bundle(self) -> bool:
+        return not self.disk.reached()
+
+    def disk_cap_reached(self, used_bytes: int, cap_bytes: int) -> None:
+        self.record({"type": "disk", "event": "cap_reached", "used_bytes": used_bytes,
+                     "cap_bytes": cap_bytes, "t": round(self.now(), 3)})
+        self.on_event(DiskCapReached(used_bytes, cap_bytes))
+
+    def drive(self, coro: Coroutine[Any, Any, _T]) -> _T:
         """Run a coroutine on the campaign loop, emitting `Ticked` about every tick_s."""
         async def ticking() -> _T:
             task = asyncio.ensure_future(coro)
@@ -119,11 +182,16 @@ class _Campaign:
         return self.loop.run_until_complete(ticking())
 
     def run_round(self, round_no: int) -> None:
+        """One Hypothesis run of fresh scenarios, each followed by a steered mutant
+        once the corpus holds something."""
         self.round_no = round_no
-        round_seed = self.config.seed * 1_000_003 + round_no
+        round_seed = self.config.stream_seed * 1_000_003 + round_no
+        steer_rng = random.Random(f"steer:{round_seed}")
+        plant_rng = random.Random(f"isolation:{round_seed}")
         self.record({"type": "round", "round": round_no, "seed": round_seed, "t": round(self.now(), 3)})
         strategy = scenarios(max_requests=self.config.max_requests,
-                             max_output_tokens=self.config.max_output_tokens)
+                             max_output_tokens=self.config.max_output_tokens,
+                             url_image_percent=self.config.url_image_percent)
 
         @hypothesis_seed(round_seed)
         @settings(max_examples=self.config.examples_per_round, database=None, deadline=None,
@@ -133,7 +201,8 @@ class _Campaign:
         def one(scenario: Scenario) -> None:
             if self.time_left() > 0 and self.aborted is None:
                 try:
-                    self.run_scenario(scenario)
+                    self.run_scenario(scenario, plant_rng)
+                    self.run_mutant(steer_rng, plant_rng)
                 except Exception as e:  # noqa: BLE001 - re-raised below, outside Hypothesis
                     self.aborted = e
 
@@ -185,150 +254,116 @@ class _Campaign:
                      "base_url": self.supervisor.endpoint.base_url})
         self.set_state("up", f"back after {waited:.1f}s", waited)
 
-    def run_scenario(self, scenario: Scenario) -> None:
+    def run_mutant(self, rng: random.Random, plant_rng: random.Random) -> None:
+        """A steered scenario after a fresh one (nothing while the corpus is empty)."""
+        if self.steering is None or self.time_left() <= 0:
+            return
+        mutant = self.steering.propose(rng)
+        if mutant is not None:
+            self.run_scenario(mutant.scenario, plant_rng, origin=mutant.origin)
+
+    def run_scenario(self, scenario: Scenario, plant_rng: random.Random | None = None,
+                     origin: str = ledger.GENERATED) -> None:
         self.ensure_target()
         index, t_start = self.summary.scenarios, self.now()
+        planted = None
+        if (self.watch is not None and plant_rng is not None and not has_fixture_urls(scenario)
+                and plant_rng.randrange(100) < self.config.isolation_percent):
+            scenario, planted = self.watch.plant(scenario, plant_rng,
+                                                 f"{self.config.stream_seed}:{index}")
         self.summary.in_flight = len(scenario.requests)
         self.on_event(ScenarioStarted(index, len(scenario.requests)))
         try:
-            trace = self.run(run_scenario(self.supervisor.endpoint, scenario, self.config.deadlines))
+            played = self.drive(self.harness.play(scenario))
         finally:
             self.summary.in_flight = 0
+        trace = played.trace
         failures = check(scenario, trace)
-        latencies = [r.latency_s for r in trace.requests if r.latency_s is not None]
-        hypothesis_target(max(latencies, default=0.0), label="max latency (s)")
-        self.record(ledger.scenario_record(index, self.round_no, t_start, scenario, trace, failures))
+        if origin == ledger.GENERATED:  # one target per Hypothesis example: the fresh one
+            latencies = [r.latency_s for r in trace.requests if r.latency_s is not None]
+            hypothesis_target(max(latencies, default=0.0), label="max latency (s)")
+        confirmed, judged = self.judge(scenario, played, failures, planted)
+        failures += confirmed
+        reached = server_features(played.signals, trace.server_log)
+        if self.steering is not None:
+            self.steering.observe(scenario, reached, origin=origin)
+        self.record(ledger.scenario_record(index, self.round_no, t_start, scenario, trace, failures,
+                                           cuts=cut_records(played), server_features=reached,
+                                           origin=origin, isolation=judged))
+        self.learn(scenario, trace)
         self.on_event(ScenarioFinished(index, len(scenario.requests), tuple(failures),
-                                       trace.wall_s, self.summary))
-        unique = _unique(failures)
-        new = [f for f in unique if f.signature not in self.summary.failures]
-        primary = primary_failure(new)
-        for failure in unique:
-            self._record_failure(index, failure, scenario, trace, primary)
+                                       trace.wall_s, self.summary, origin))
+        self.triage.handle(index, scenario, trace, failures, played.deadlines)
         self.maybe_write_report()
 
-    def _minimize_decision(self, failure: Failure, primary: Failure | None) -> str:
-        """PENDING, or why this new failure is not minimized."""
-        if not self.config.minimize:
-            return "not minimized (--no-minimize)"
-        if failure is not primary:
-            return f"not minimized: seen together with `{primary.signature[:80]}`" if primary \
-                else "not minimized"
-        if self.time_left() < 30:
-            return "not minimized: campaign time ran out"
-        return ledger.PENDING
-
-    def _record_failure(self, index: int, failure: Failure, scenario: Scenario, trace: Trace,
-                        primary: Failure | None) -> None:
-        """Count a failure; bundle a new one as seen, then minimize it if it is the
-        scenario's primary (most severe) new failure - the others are usually its echoes."""
-        new = failure.signature not in self.summary.failures
-        decision = self._minimize_decision(failure, primary) if new else None
-        self.record(ledger.failure_record(index, self.now(), failure, new=new,
-                                          requests=len(scenario.requests), minimize=decision))
-        self.on_event(FailureFound(failure, new=new))
-        if not new:
-            return
-        # Bundle what was seen right away, so nothing is lost if minimizing is cut short.
-        self._write(scenario, trace, failure, Reproduced(1, 1), len(scenario.requests))
-        if decision == ledger.PENDING:
-            self._minimize(scenario, failure)
-
-    def finish_pending(self) -> None:
-        """Minimize failures a previous session journaled as new but never minimized."""
-        for sig in sorted(self.summary.pending_minimizations):
-            if self.stop.is_set():
-                return
-            stats = self.summary.failures[sig]
-            try:
-                if stats.bundle is None:
-                    raise ValueError("its bundle was never written")
-                bundle = load_bundle(Path(stats.bundle))
-            except Exception as e:  # a damaged bundle must not stop the campaign
-                self.record({"type": "minimized", "signature": sig, "t": round(self.now(), 3),
-                             "requests_before": stats.requests_before, "requests_after": None,
-                             "reproduced": None, "note": f"not minimized after resume: {e}"})
-                continue
-            self._minimize(bundle.scenario, bundle.failure, resumed=True)
-
-    def _minimize(self, scenario: Scenario, failure: Failure, resumed: bool = False) -> None:
-        n = len(scenario.requests)
-        budget = Budget(max_replays=self.config.minimize_budget.max_replays,
-                        max_wall_s=min(self.config.minimize_budget.max_wall_s,
-                                       max(self.time_left(), 30.0)))
-        self.on_event(MinimizationStarted(failure.signature, n, resumed))
-        try:
-            result = self.run(minimize(scenario, failure.signature, self._replay, budget=budget))
-        except _Stopped:
-            return  # stays pending in the journal; a resumed campaign finishes it
-        final = result.original if result.scenario is scenario else result.final
-        note = result.summary()
-        if result.trace is None and result.original.runs:
-            note += f"; did not reproduce on replay ({result.original})"
-        self.record({"type": "minimized", "signature": failure.signature, "t": round(self.now(), 3),
-                     "requests_before": n, "requests_after": len(result.scenario.requests),
-                     "reproduced": str(final), "note": note,
-                     "schedule_note": result.schedule_note})
-        if result.trace is not None and result.failure is not None:
-            stats = {"summary": note, "schedule_note": result.schedule_note,
-                     "candidates": result.candidates, "replays": result.replays,
-                     "wall_s": round(result.wall_s, 1), "budget_exhausted": result.budget_exhausted,
-                     "passes": {name: dict(c) for name, c in result.passes.items()},
-                     "drift": dict(result.drift)}
-            self._write(result.scenario, result.trace, result.failure,
-                        Reproduced(final.hits, final.runs), n, minimizer=stats)
-
-    async def _replay(self, scenario: Scenario) -> tuple[Trace, list[Failure]]:
-        if self.stop.is_set():
-            raise _Stopped
+    def judge(self, scenario: Scenario, played: Played, failures: list[Failure],
+              planted: Planted | None) -> tuple[list[Failure], dict[str, Any] | None]:
+        """The isolation and interference oracles on one scenario: confirmed failures
+        and the journal's counters (None when the oracles are off). Suspects are
+        replayed, so nothing is judged after a hang or a dead target, or while the
+        target is not healthy."""
+        if self.watch is None:
+            return [], None
+        if has_fixture_urls(scenario):
+            return [], {"skipped": "fixture urls"}
+        severe = sorted({f.kind for f in failures} & set(NOT_JUDGED_AFTER))
+        if severe:
+            return [], {"skipped": severe[0]}
         if not self.supervisor.healthy():
-            await asyncio.to_thread(self.ensure_target)
-        trace = await run_scenario(self.supervisor.endpoint, scenario, self.config.deadlines)
-        return trace, check(scenario, trace)
+            return [], {"skipped": "target not healthy"}
+        deadlines = loosest(list(played.deadlines.values()), self.config.deadlines)
+        judged = self.drive(self.watch.judge(scenario, played.trace, planted, deadlines))
+        return list(judged.confirmed), dict(judged.counts)
 
-    def _write(self, scenario: Scenario, trace: Trace, failure: Failure,
-               reproduced: Reproduced, original_count: int,
-               minimizer: dict | None = None) -> None:
-        if self.redact:  # a server may echo a secret back; it must not reach a bundle
-            trace = Trace.from_json(self.redact(trace.to_json()))
-            failure = Failure.from_json(self.redact(failure.to_json()))
-        target = self.redact({**self.summary.target, **self.supervisor.evidence()})
-        bundle = Bundle(scenario=scenario, failure=failure, trace=trace, reproduced=reproduced,
-                        target=target,
-                        fuzzer={"version": __version__, "seed": self.config.seed,
-                                **({"minimizer": minimizer} if minimizer else {})},
-                        original_request_count=original_count)
-        path = write_bundle(bundle, self.config.out_dir / "bundles")
-        self.record({"type": "bundle", "signature": failure.signature, "path": str(path),
-                     "requests": len(scenario.requests), "reproduced": list(reproduced)})
-        self.on_event(BundleWritten(path, self.summary.failures[failure.signature]))
+    def start_isolation(self) -> None:
+        """Calibrate the isolation and interference oracles (or take the calibration
+        a previous session journaled); a target that cannot be calibrated (no
+        logprobs, say) turns them off for this session, with the reason journaled."""
+        calibration = Calibration.from_journal(self.summary.noise, self.summary.victim)
+        if calibration is None:
+            try:
+                noise = None
+                if self.config.noise_file is not None:
+                    noise = NoiseModel.from_json(json.loads(self.config.noise_file.read_text()))
+                source = "measured" if noise is None else f"file {self.config.noise_file}"
+                self.on_event(Noted("isolation: measuring the target's natural variance "
+                                    "and the victim's alone latency"))
+                calibration = self.drive(calibrate(self.supervisor.endpoint, noise=noise,
+                                                   source=source, deadlines=self.config.deadlines))
+            except (CalibrationError, OSError, ValueError, KeyError) as e:
+                reason = f"calibration failed: {type(e).__name__}: {e}"[:500]
+                self.record({"type": "isolation", "event": "off", "reason": reason,
+                             "t": round(self.now(), 3)})
+                self.on_event(Noted(f"isolation and interference oracles off: {reason}"))
+                return
+            for rec in calibration.records():
+                self.record({**rec, "t": round(self.now(), 3)})
+        medians = ", ".join(f"{m[:-2]} {v * 1000:.1f} ms" for m in ("ttft_s", "e2e_s")
+                            if (v := calibration.alone.median(m)) is not None)
+        self.on_event(Noted(f"isolation: noise bar {calibration.noise.margin_threshold:.4g} nats "
+                            f"({calibration.source}); victim alone {medians}"))
+        self.watch = IsolationWatch(lambda: self.supervisor.endpoint, calibration,
+                                    factor=self.config.interference_factor)
+
+    def learn(self, scenario: Scenario, trace: Trace) -> None:
+        """Teach the deadline policy; journal the learnt deadlines when they change."""
+        learnt = self.harness.learn(scenario, trace)
+        if learnt is not None:
+            self.record({"type": "deadlines", "t": round(self.now(), 3), **learnt.to_json()})
+            self.on_event(Noted(f"deadlines learnt: first byte {learnt.first_byte_s:g}s, "
+                                f"stall {learnt.stall_s:g}s, total {learnt.total_s:g}s"))
 
     def maybe_write_report(self, force: bool = False) -> None:
         now = time.monotonic()
+        if not self.config.reports:
+            return
         if force or now - self.last_report >= self.config.report_every_s:
             self.last_report = now
             self.summary.elapsed_s = max(self.summary.elapsed_s, self.now())
-            write_reports(self.config.out_dir, self.summary, self.redact)
-
-
-_SEVERITY = ("target_dead", "target_wedged", "hang", "server_error", "transport")
-
-
-def _severity(failure: Failure) -> int:
-    """Lower is more severe: a dead target explains the 500s and resets around it."""
-    return _SEVERITY.index(failure.kind) if failure.kind in _SEVERITY else len(_SEVERITY)
-
-
-def primary_failure(failures: list[Failure]) -> Failure | None:
-    """The one new failure of a scenario worth minimizing: the most severe, first on ties."""
-    return min(failures, key=_severity) if failures else None
-
-
-def _unique(failures: list[Failure]) -> list[Failure]:
-    seen: dict[str, Failure] = {}
-    for f in failures:
-        seen.setdefault(f.signature, f)
-    return list(seen.values())
+            self.disk.reached()
+            notes = [deadlines_note(self.harness.policy.overall(), self.config.deadlines,
+                                    self.config.deadline_overrides), *self.disk.notes()]
+            write_reports(self.config.out_dir, self.summary, self.redact, notes=notes)
 
 
 def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
@@ -346,30 +381,39 @@ def run_campaign(config: CampaignConfig, supervisor: Supervisor,
     """Fuzz until the duration is over, `stop` is set (after the scenario in flight),
     ^C (cuts it), or the target is gone for good; the reports are written in every case."""
     config.out_dir.mkdir(parents=True, exist_ok=True)
-    journal_path = config.out_dir / "journal.jsonl"
+    journal_file = journal_path(config.out_dir, config.worker)
     summary = Summary(seed=config.seed, endpoint=supervisor.endpoint.base_url)
-    if config.resume and journal_path.exists():
-        ledger.fold(read_journal(journal_path), summary)
+    if config.resume and journal_file.exists():
+        ledger.fold(read_journal(journal_file), summary)
         summary.stopped_because = "duration reached"
     redact = redact or Redactor()
     loop = asyncio.new_event_loop()
-    with Journal(journal_path, redact) as journal:
+    with Journal(journal_file, redact) as journal, ThreadedFixtureServer() as fixtures:
+        log_file = config.server_log or (supervisor.paths.log_file
+                                         if isinstance(supervisor, EmbeddedSupervisor) else None)
+        harness = Harness(lambda: supervisor.endpoint, config.deadline_policy(), fixtures=fixtures,
+                          learn=config.learn_deadlines, log_file=log_file)
         c = _Campaign(config, supervisor, on_event, loop, journal, summary, stop or threading.Event(),
-                      redact, offset_s=summary.elapsed_s)
+                      redact, harness, offset_s=summary.elapsed_s)
         try:
+            summary.disk = disk_usage(config.out_dir)  # shown before the first report
             c.ensure_target()
             info = loop.run_until_complete(fetch_target_info(supervisor.endpoint))
             target = {"model": info.get("model_id") or supervisor.endpoint.model,
                       **info, **supervisor.identity()}
-            c.record({"type": "started", "seed": config.seed, "target": target,
+            c.record({"type": "started", "seed": config.seed, "worker": config.worker,
+                      "target": target,
                       "duration_s": config.duration_s, "version": __version__,
                       "resumed": config.resume, "settings": config.settings_json(),
                       "t": round(c.now(), 3), "wall_clock": time.time()})
-            on_event(CampaignStarted(summary, config.duration_s, config.resume))
-            c.finish_pending()
+            on_event(CampaignStarted(summary, config.duration_s, config.resume,
+                                     config.max_disk_bytes))
+            if config.isolation:
+                c.start_isolation()
+            c.triage.finish_pending()
             while c.time_left() > 0:
                 c.run_round(summary.next_round)
-        except (KeyboardInterrupt, _Stopped):
+        except (KeyboardInterrupt, Stopped):
             summary.stopped_because = "interrupted"
         except TargetUnavailable as e:
             summary.stopped_because = f"target unavailable: {e}"
@@ -393,14 +437,3 @@ def run_campaign(config: CampaignConfig, supervisor: Supervisor,
 
 def report_path(config: CampaignConfig) -> Path:
     return config.out_dir / "report.md"
-
-
-def journaled_settings(out_dir: Path) -> dict[str, Any] | None:
-    """The settings the campaign in `out_dir` started with (for `--resume`), or None."""
-    path = out_dir / "journal.jsonl"
-    if not path.exists():
-        return None
-    for r in read_journal(path):
-        if r.get("type") == "started" and isinstance(r.get("settings"), dict):
-            return r["settings"]
-    return None

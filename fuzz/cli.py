@@ -2,7 +2,8 @@
 
 Exit codes: `run` 0 = no failures, 1 = failures found, 2 = could not run;
 `replay` 0 = all fixed, 1 = any still failing, 2 = error; `target up|down` 0 / 2,
-`target status` 0 = up, 3 = not up; `bundle` 0 / 2 (unreadable bundle).
+`target status` 0 = up, 3 = not up; `bundle` 0 / 2 (unreadable bundle);
+`calibrate` 0 = measured, 2 = could not measure.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from fuzz import __version__
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 DEFAULT_DURATION = "5m"
+DEFAULT_URL_IMAGE_PERCENT = 3
+DEFAULT_MAX_DISK = "2G"
 
 
 def parse_duration(text: str) -> float:
@@ -45,6 +48,35 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _percent(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"must be within 0..100: {value}")
+    return value
+
+
+def _url_image_percent(args) -> int:
+    """Image URLs point at this machine's loopback: only a local target can fetch them."""
+    if args.url_images is not None:
+        return args.url_images
+    from urllib.parse import urlsplit
+
+    hosts = {urlsplit(url).hostname for url in args.endpoint or ["http://127.0.0.1"]}
+    return DEFAULT_URL_IMAGE_PERCENT if hosts <= {"127.0.0.1", "localhost", "::1"} else 0
+
+
+def _size(text: str) -> int:
+    from fuzz.disk import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _header(text: str) -> tuple[str, str]:
     from fuzz.redact import parse_header
 
@@ -52,6 +84,26 @@ def _header(text: str) -> tuple[str, str]:
         return parse_header(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _factor(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 1.0:
+        raise argparse.ArgumentTypeError(f"must be more than 1: {value}")
+    return value
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from None
+    if not sizes or any(b < 2 for b in sizes):
+        raise argparse.ArgumentTypeError(f"batch sizes must be at least 2: {text!r}")
+    return sizes
 
 
 def _url(text: str) -> str:
@@ -71,7 +123,15 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a fuzz campaign and write a report",
                          description="Generate concurrent multimodal traffic, catch failures, "
                                      "minimize and bundle them, and write DIR/report.md.")
-    run.add_argument("--endpoint", type=_url, help="vLLM base URL (default: start the embedded target)")
+    run.add_argument("--endpoint", type=_url, action="append", default=None,
+                     help="vLLM base URL (default: start the embedded target); repeatable with "
+                          "--workers: worker i is sent to the i-th endpoint, round robin")
+    run.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                     help="N campaign processes sharing the output folder, each with its own seed "
+                          "stream and journal (default 1; with --resume: as many as it had)")
+    run.add_argument("--first-worker", type=int, default=0, metavar="K",
+                     help="index of this host's first worker, when several hosts share one "
+                          "output folder (default 0)")
     run.add_argument("--model", help="served model name (default: the first one /v1/models lists)")
     run.add_argument("--api-key", default=os.environ.get("VLFUZZ_API_KEY") or None,
                      help="bearer token for the endpoint (default: $VLFUZZ_API_KEY); never written out")
@@ -91,9 +151,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-requests", type=_positive_int, default=32, help="largest burst (default 32)")
     run.add_argument("--max-output-tokens", type=_positive_int, default=64,
                      help="largest max_tokens drawn (default 64)")
-    run.add_argument("--first-byte-timeout", type=float, default=120.0, metavar="S")
-    run.add_argument("--stall-timeout", type=float, default=60.0, metavar="S")
-    run.add_argument("--total-timeout", type=float, default=300.0, metavar="S")
+    for flag, ceiling in (("first-byte", 120), ("stall", 60), ("total", 300)):
+        run.add_argument(f"--{flag}-timeout", type=float, default=None, metavar="S",
+                         help=f"fix the {flag} deadline (default: learnt per request size from "
+                              f"observed latency, at most {ceiling}s, {ceiling}s until learnt)")
+    run.add_argument("--url-images", type=_percent, default=None, metavar="PERCENT",
+                     help="share of images sent as http:// URLs on a loopback fixture server "
+                          f"(default: {DEFAULT_URL_IMAGE_PERCENT} when the target runs on this "
+                          "machine, else 0: a remote server cannot reach loopback)")
+    run.add_argument("--max-disk", type=_size, default=None, metavar="SIZE",
+                     help=f"disk cap for the output folder, e.g. 500M, 2G (default: {DEFAULT_MAX_DISK}); "
+                          "past it known failures are not bundled again, the journal is kept")
     run.add_argument("--no-minimize", action="store_true", help="bundle failures as seen, unminimized")
     run.add_argument("--minimize-replays", type=_positive_int, default=40,
                      help="replay budget per minimization (default 40)")
@@ -104,6 +172,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--server-arg", action="append", default=[], metavar="ARG",
                      help="extra argument for the embedded vLLM, e.g. --server-arg=--async-scheduling "
                           "(repeatable; a target running with other flags is restarted)")
+    run.add_argument("--no-steering", action="store_true",
+                     help="fresh scenarios only: no mutants of scenarios that reached new server "
+                          "states (/metrics and log features)")
+    run.add_argument("--server-log", type=Path, default=None, metavar="FILE",
+                     help="the external target's log file, followed for log features and the "
+                          "server-log oracle (the embedded target's is always followed)")
+    run.add_argument("--isolation", action=argparse.BooleanOptionalAction, default=None,
+                     help="isolation (differential) and interference oracles: calibrate the quiet "
+                          "target at start, plant probes and a victim, confirm suspects by replay "
+                          "(default: on for the embedded target or with --noise, else off)")
+    run.add_argument("--noise", type=Path, default=None, metavar="FILE",
+                     help="noise model from `vlfuzz calibrate --out` instead of measuring at start")
+    run.add_argument("--slowdown-factor", type=_factor, default=None, metavar="K",
+                     help="a victim is starved when its median latency exceeds K x its alone "
+                          "median (default 5)")
 
     target = sub.add_parser("target", help="manage the embedded vLLM target",
                             description="Install (once), start, stop or inspect the embedded vLLM "
@@ -112,6 +195,26 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--port", type=int, default=None, help="port for `up` (default: a free one)")
     target.add_argument("--server-arg", action="append", default=[], metavar="ARG",
                         help="extra argument passed to vLLM (repeatable)")
+
+    cal = sub.add_parser("calibrate", help="measure a target's natural variance (noise model)",
+                         description="Send greedy probes alone and in benign batches, print how "
+                                     "often and how far answers diverge, and the bar the isolation "
+                                     "oracle derives from it; --out writes it for `run --noise`.")
+    cal.add_argument("--endpoint", type=_url, help="vLLM base URL (default: the embedded target)")
+    cal.add_argument("--model", help="served model name (default: the first one /v1/models lists)")
+    cal.add_argument("--api-key", default=os.environ.get("VLFUZZ_API_KEY") or None,
+                     help="bearer token for the endpoint (default: $VLFUZZ_API_KEY)")
+    cal.add_argument("--repeats", type=_positive_int, default=5, help="alone runs per probe (default 5)")
+    cal.add_argument("--batch-sizes", type=_sizes, default=(2, 4, 8), metavar="B,B,...",
+                     help="benign batch sizes (default 2,4,8)")
+    cal.add_argument("--batch-runs", type=_positive_int, default=3,
+                     help="runs per batch size (default 3)")
+    cal.add_argument("--max-tokens", type=_positive_int, default=32,
+                     help="tokens per probe answer (default 32)")
+    cal.add_argument("--no-image", action="store_true", help="text probes only")
+    cal.add_argument("--latency-runs", type=int, default=5,
+                     help="alone latency runs of a streamed probe (default 5; 0 to skip)")
+    cal.add_argument("--out", type=Path, default=None, help="write the noise model JSON here")
 
     replay = sub.add_parser("replay", help="replay saved bundles: FIXED / STILL FAILING / ERROR",
                             description="Replay failure bundles; exit 0 if all fixed, 1 if any "
@@ -123,42 +226,68 @@ def build_parser() -> argparse.ArgumentParser:
                         help="replays per bundle; it counts as fixed only if none fails (default 3)")
     replay.add_argument("--junit", type=Path, help="write JUnit XML here")
 
-    bundle = sub.add_parser("bundle", help="inspect or pack a failure bundle",
+    bundle = sub.add_parser("bundle", help="inspect, pack, triage or refresh a failure bundle",
                             description="`show` prints a bundle's summary; `pack` writes a single "
-                                        ".tar.gz to attach to an upstream issue.")
-    bundle.add_argument("action", choices=["show", "pack"])
-    bundle.add_argument("path", type=Path, help="a bundle folder or .tar.gz")
+                                        ".tar.gz to attach to an upstream issue; `triage` records "
+                                        "a verdict in the bundle folder (bundle.json rewritten "
+                                        "atomically, ISSUE.md and repro.py re-rendered); "
+                                        "`refresh` re-renders ISSUE.md and repro.py.")
+    bundle.add_argument("action", choices=["show", "pack", "triage", "refresh"])
+    bundle.add_argument("path", type=Path, help="a bundle folder (or .tar.gz for show and pack)")
     bundle.add_argument("--out", type=Path, default=None,
                         help="pack: folder for the archive (default: beside the bundle)")
+    from fuzz.bundle_triage import VERDICTS
+
+    bundle.add_argument("--verdict", choices=VERDICTS, help="triage: what the failure is")
+    bundle.add_argument("--note", help="triage: why, what is known (replaces the old note)")
+    bundle.add_argument("--seen", action="append", default=[], metavar="VERSION",
+                        help="triage: a vLLM version the failure was seen on (repeatable; added)")
+    bundle.add_argument("--upstream", metavar="URL",
+                        help="triage: the upstream issue or PR ('' to clear)")
     return p
 
 
 def cmd_bundle(args) -> int:
     """Loading validates everything (schema, hashes, archive safety); nothing in the
     bundle is executed."""
-    from fuzz.bundle import BundleError, load_bundle, write_bundle
-    from fuzz.issue import issue_title, needs
+    import datetime
+    import textwrap
+
+    from fuzz.bundle import BundleError, load_bundle, pack_bundle, refresh_bundle, set_triage
+    from fuzz.bundle_triage import BundleTriage
+    from fuzz.issue import report_title
+    from fuzz.scenario_summary import needs
 
     try:
         b = load_bundle(args.path)
-    except BundleError as e:
+        if args.action == "triage":
+            today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
+            triage = (b.triage or BundleTriage()).updated_with(
+                verdict=args.verdict, note=args.note, versions=args.seen,
+                upstream=args.upstream, updated=today)
+            b = set_triage(args.path, triage)
+        elif args.action == "refresh":
+            b = refresh_bundle(args.path)
+    except (BundleError, ValueError) as e:
         print(f"vlfuzz: {e}", file=sys.stderr)
         return 2
-    if args.action == "show":
-        k, n = b.reproduced
-        target = b.target
-        print(issue_title(b.failure.kind, b.failure.message))
-        print(f"  signature:  {b.signature}")
-        print(f"  reproduced: {k}/{n}")
-        print(f"  target:     vLLM {target.get('version', '?')}, model "
-              f"{target.get('model_id') or target.get('model', '?')}")
-        for line in needs(b):
-            print(f"  - {line}")
+    if args.action == "pack":
+        out = args.out or args.path.parent
+        archive = pack_bundle(b, out)
+        print(f"{archive} ({archive.stat().st_size / 1024:.1f} KiB)")
         return 0
-    out = args.out or (args.path.parent if args.path.is_dir() else Path("."))
-    folder = write_bundle(b, out)
-    archive = folder.with_name(folder.name + ".tar.gz")
-    print(f"{archive} ({archive.stat().st_size / 1024:.1f} KiB)")
+    k, n = b.reproduced
+    target = b.target
+    print(report_title(b))
+    print(f"  signature:  {b.signature}")
+    print(f"  reproduced: {k}/{n}")
+    print(f"  target:     vLLM {target.get('version', '?')}, model "
+          f"{target.get('model_id') or target.get('model', '?')}")
+    for line in needs(b):
+        print(f"  - {line}")
+    about = b.triage.summary() if b.triage else "untriaged (no verdict recorded)"
+    print(textwrap.fill(about, 100, initial_indent="  triage:     ",
+                        subsequent_indent=" " * 14))
     return 0
 
 
@@ -213,26 +342,47 @@ def cmd_target(args) -> int:
 def _run_config(args, out: Path, seed: int):
     """The campaign settings: from the flags, or from the journal when resuming
     (so the seed stream, burst sizes and deadlines are the ones it started with)."""
-    from fuzz.campaign import CampaignConfig, journaled_settings
+    from fuzz.config import CampaignConfig, journaled_settings, resumed_config
     from fuzz.minimize import Budget
-    from fuzz.model import Deadlines
 
     minimize_budget = Budget(max_replays=args.minimize_replays, max_wall_s=args.minimize_time)
+    if args.noise is not None:
+        _check_noise(args.noise)
+    overrides = {phase: value for phase, value in (("first_byte_s", args.first_byte_timeout),
+                                                   ("stall_s", args.stall_timeout),
+                                                   ("total_s", args.total_timeout))
+                 if value is not None}
     if args.resume is None:
         return CampaignConfig(
             out_dir=out, duration_s=args.duration or parse_duration(DEFAULT_DURATION), seed=seed,
-            deadlines=Deadlines(args.first_byte_timeout, args.stall_timeout, args.total_timeout),
+            deadline_overrides=overrides, url_image_percent=_url_image_percent(args),
+            max_disk_bytes=args.max_disk if args.max_disk is not None else _size(DEFAULT_MAX_DISK),
+            workers=args.workers or 1,
             max_requests=args.max_requests, max_output_tokens=args.max_output_tokens,
-            minimize=not args.no_minimize, minimize_budget=minimize_budget)
+            minimize=not args.no_minimize, minimize_budget=minimize_budget,
+            steering=not args.no_steering, server_log=args.server_log,
+            isolation=(args.isolation if args.isolation is not None
+                       else not args.endpoint or args.noise is not None),
+            noise_file=args.noise, interference_factor=args.slowdown_factor or 5.0)
     saved = journaled_settings(out)
     if saved is None:
-        raise SystemExit(f"vlfuzz: nothing to resume in {out} (no journal.jsonl with a started record)")
-    return CampaignConfig(
-        out_dir=out, duration_s=args.duration or float(saved["duration_s"]), seed=int(saved["seed"]),
-        deadlines=Deadlines(**saved["deadlines"]), max_requests=int(saved["max_requests"]),
-        max_output_tokens=int(saved["max_output_tokens"]),
-        examples_per_round=int(saved.get("examples_per_round", 10)),
-        minimize=not args.no_minimize, minimize_budget=minimize_budget, resume=True)
+        raise SystemExit(f"vlfuzz: nothing to resume in {out} (no journal with a started record)")
+    return resumed_config(out, saved, duration_s=args.duration, deadline_overrides=overrides,
+                          max_disk_bytes=args.max_disk, workers=args.workers,
+                          minimize=not args.no_minimize, minimize_budget=minimize_budget,
+                          steering=False if args.no_steering else None, isolation=args.isolation,
+                          noise_file=args.noise, interference_factor=args.slowdown_factor,
+                          server_log=args.server_log)
+
+
+def _check_noise(path: Path) -> None:
+    """A `--noise` file must be a noise model before anything starts."""
+    from fuzz.isolation import NoiseModel
+
+    try:
+        NoiseModel.from_json(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SystemExit(f"vlfuzz: --noise {path}: not a noise model ({e})") from None
 
 
 def _graceful_stop(stop: threading.Event) -> dict[int, object]:
@@ -260,12 +410,18 @@ def cmd_run(args) -> int:
     out = args.resume or args.out or Path("reports") / time.strftime("run-%Y%m%d-%H%M%S")
     seed = args.seed if args.seed is not None else int(time.time()) % 1_000_000
     cfg = _run_config(args, out, seed)
+    if cfg.workers > 1 or args.first_worker:
+        return _run_workers(args, cfg, out)
+    if args.endpoint and len(args.endpoint) > 1:
+        print("vlfuzz: several --endpoint need --workers (one worker per endpoint at least)",
+              file=sys.stderr)
+        return 2
     started_here = False
     stop = threading.Event()
     if args.endpoint:
         if args.server_arg:
             print("vlfuzz: --server-arg only applies to the embedded target; ignored", file=sys.stderr)
-        endpoint = _external_endpoint(args.endpoint, args.model, args.api_key, tuple(args.header))
+        endpoint = _external_endpoint(args.endpoint[0], args.model, args.api_key, tuple(args.header))
         supervisor = ExternalSupervisor(endpoint, log=_log, max_wait_s=args.max_target_wait, stop=stop)
     else:
         if args.api_key or args.header:
@@ -302,6 +458,80 @@ def cmd_run(args) -> int:
     return 1 if summary.failures else 0
 
 
+def _run_workers(args, cfg, out: Path) -> int:
+    """`--workers N`: N campaign processes against the endpoints, round robin; this
+    process keeps the merged reports and a status line current (see `fuzz.workers`)."""
+    from fuzz.auth import redactor_for
+    from fuzz.progress import status_line
+    from fuzz.workers import EXIT_TARGET_UNAVAILABLE, WorkerSpec, run_workers, worker_configs
+
+    if not args.endpoint:
+        print("vlfuzz: --workers needs --endpoint (one or more): the embedded target serves "
+              "one campaign", file=sys.stderr)
+        return 2
+    if args.first_worker < 0:
+        print(f"vlfuzz: --first-worker must be at least 0: {args.first_worker}", file=sys.stderr)
+        return 2
+    endpoints = [_external_endpoint(url, args.model, args.api_key, tuple(args.header))
+                 for url in args.endpoint]
+    specs = [WorkerSpec(config=c, base_url=endpoints[i % len(endpoints)].base_url,
+                        model=endpoints[i % len(endpoints)].model, api_key=args.api_key,
+                        headers=tuple(args.header), max_target_wait_s=args.max_target_wait)
+             for i, c in enumerate(worker_configs(cfg, cfg.workers, args.first_worker))]
+    redact = redactor_for(endpoints[0])
+    label = ", ".join(e.base_url for e in endpoints)
+    _log(f"vlfuzz {__version__}: {'resuming' if cfg.resume else 'fuzzing'} {label} with "
+         f"{len(specs)} workers (#{specs[0].config.worker}-#{specs[-1].config.worker}) for "
+         f"{cfg.duration_s:.0f}s each, seed {cfg.seed}, output in {out}")
+
+    def status(summary) -> None:
+        left = cfg.duration_s - summary.elapsed_s
+        _log(redact.text(status_line(summary, summary.elapsed_s, left, cfg.max_disk_bytes)))
+
+    summary, codes = run_workers(specs, out_dir=out, seed=cfg.seed, endpoint=label, redact=redact,
+                                 on_status=status)
+    print("\n" + (out / "report.md").read_text())
+    _log(f"report: {out / 'report.md'} (also {out / 'report.html'}, {out / 'summary.json'})")
+    if all(code == EXIT_TARGET_UNAVAILABLE for code in codes):
+        return 2
+    if any(code not in (0, EXIT_TARGET_UNAVAILABLE) for code in codes):
+        print(f"vlfuzz: worker exit codes {codes}", file=sys.stderr)
+    return 1 if summary.failures else 0
+
+
+def cmd_calibrate(args) -> int:
+    """`vlfuzz calibrate`: `fuzz.calibration` against an endpoint or the embedded target."""
+    from fuzz.calibration import measure_variance, render_variance, write_json
+    from fuzz.isolation import CalibrationError
+
+    if args.endpoint:
+        endpoint = _external_endpoint(args.endpoint, args.model, args.api_key)
+    else:
+        from fuzz.runner import Endpoint
+        from fuzz.target import embedded
+        from fuzz.target.server import ServerConfig, TargetError
+
+        try:
+            state = embedded.up(_target_paths(args), ServerConfig(), log=_log)
+        except (TargetError, OSError) as e:
+            print(f"vlfuzz: embedded target failed: {e}", file=sys.stderr)
+            return 2
+        endpoint = Endpoint(state.base_url, args.model or state.model)
+    try:
+        variance = asyncio.run(measure_variance(
+            endpoint, repeats=args.repeats, batch_sizes=args.batch_sizes,
+            batch_runs=args.batch_runs, max_tokens=args.max_tokens, image=not args.no_image,
+            latency_runs=args.latency_runs))
+    except (CalibrationError, ValueError) as e:
+        print(f"vlfuzz: cannot calibrate {endpoint.base_url}: {e}", file=sys.stderr)
+        return 2
+    print(render_variance(variance, f"{endpoint.base_url} (model {endpoint.model})"))
+    if args.out:
+        write_json(args.out, variance.noise.to_json())
+        print(f"\nnoise model written to {args.out} (use it with `vlfuzz run --noise {args.out}`)")
+    return 0
+
+
 def cmd_replay(args) -> int:
     from fuzz.replay import replay_paths
     from fuzz.target import embedded
@@ -324,7 +554,7 @@ def cmd_replay(args) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"run": cmd_run, "target": cmd_target, "replay": cmd_replay,
-               "bundle": cmd_bundle}[args.command]
+               "bundle": cmd_bundle, "calibrate": cmd_calibrate}[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:

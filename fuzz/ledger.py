@@ -8,13 +8,14 @@ Records are plain dicts (their JSON form); the builders below are their only mak
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from fuzz.model import Failure, Scenario, Trace
 from fuzz.report import FailureStats, Summary
 
 PENDING = "pending"
+GENERATED = "generated"  # the origin of a fresh Hypothesis scenario (else: steering ops)
 
 
 def outcome_key(status: int | None, deadline: str | None) -> str:
@@ -23,13 +24,26 @@ def outcome_key(status: int | None, deadline: str | None) -> str:
 
 
 def scenario_record(index: int, round_no: int, t_s: float, scenario: Scenario, trace: Trace,
-                    failures: Iterable[Failure]) -> dict[str, Any]:
-    """Everything the summary needs from one scenario, compact (no bodies)."""
+                    failures: Iterable[Failure], *,
+                    cuts: list[dict[str, Any]] | None = None,
+                    server_features: Iterable[str] = (), origin: str = GENERATED,
+                    isolation: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Everything the summary needs from one scenario, compact (no bodies). `cuts` (see
+    `fuzz.harness.cut_records`) says which deadline cut which request, at what limit
+    and whether that limit was learnt; the key is left out when nothing was cut.
+    `server_features` are the server states it reached (`fuzz.signals`), `origin`
+    "generated" or the steering ops that made it; `isolation` the isolation and
+    interference counters of this scenario (`fuzz.isolation_watch.Judged.counts`),
+    left out when it was not judged."""
     features: dict[str, int] = {}
     for spec in scenario.requests:
         for tag in spec.tags:
             features[tag] = features.get(tag, 0) + 1
-    return {"type": "scenario", "index": index, "round": round_no, "t": round(t_s, 3),
+    extra: dict[str, Any] = {"cuts": cuts} if cuts else {}
+    if isolation is not None:
+        extra["isolation"] = dict(isolation)
+    return {"type": "scenario", "index": index, "round": round_no, "t": round(t_s, 3), **extra,
+            "origin": origin, "server_features": sorted(set(server_features)),
             "requests": len(scenario.requests), "wall_s": round(trace.wall_s, 3),
             "statuses": [r.status for r in trace.requests],
             "outcomes": [outcome_key(r.status, r.deadline) for r in trace.requests],
@@ -63,6 +77,11 @@ def apply(s: Summary, r: Mapping[str, Any]) -> None:
         stats = s.failures.get(r["signature"])
         if stats is not None:
             stats.bundle = r["path"]
+    elif kind == "bundle_error":
+        stats = s.failures.get(r["signature"])
+        if stats is not None:
+            note = f"bundle not written: {r.get('error', '?')}"
+            stats.minimize_note = f"{stats.minimize_note}; {note}" if stats.minimize_note else note
     elif kind == "minimized":
         stats = s.failures.get(r["signature"])
         s.pending_minimizations.discard(r["signature"])
@@ -77,6 +96,14 @@ def apply(s: Summary, r: Mapping[str, Any]) -> None:
             s.target_waits.append(float(r.get("wait_s", 0.0)))
     elif kind == "generator_error":
         s.generator_errors += 1
+    elif kind == "noise":
+        s.noise = {"source": r.get("source", "?"), "image": bool(r.get("image", True)),
+                   "model": dict(r.get("model") or {})}
+        s.isolation_note = ""
+    elif kind == "victim":
+        s.victim = {"spec": dict(r.get("spec") or {}), "alone": dict(r.get("alone") or {})}
+    elif kind == "isolation" and r.get("event") == "off":
+        s.isolation_note = str(r.get("reason", ""))
     elif kind == "finished":
         s.stopped_because = r.get("stopped_because", s.stopped_because)
 
@@ -96,6 +123,36 @@ def _apply_scenario(s: Summary, r: Mapping[str, Any]) -> None:
             s.latency.add(latency)
         s.timeline.add_request(t, latency, error=not outcome.startswith("2"))
     s.features.update(r.get("features") or {})
+    _apply_states(s, r, t)
+    iso = r.get("isolation")
+    if isinstance(iso, Mapping):
+        if iso.get("skipped"):
+            s.isolation["skipped"] += 1
+        else:
+            s.isolation["checked"] += 1
+            s.isolation.update({k: int(v) for k, v in iso.items()
+                                if k in ISOLATION_COUNTERS and isinstance(v, (int, float))})
+        s.isolation_s += float(iso.get("s", 0.0))
+
+
+ISOLATION_COUNTERS = ("probes", "victims", "suspects", "confirmed", "unconfirmed", "replays",
+                      "slow_suspects", "slow_confirmed", "slow_unconfirmed", "slow_replays")
+
+
+def _apply_states(s: Summary, r: Mapping[str, Any], t: float) -> None:
+    """Server states: counts, first reached (earliest, also across workers), and per
+    origin op how many scenarios it made and how many reached a new state."""
+    reached = [str(f) for f in r.get("server_features") or []]
+    origin = str(r.get("origin") or GENERATED)
+    new = [f for f in reached if s.server_states[f] == 0]
+    for f in reached:
+        if f not in s.state_first_s or t < s.state_first_s[f]:
+            s.state_first_s[f], s.state_first_origin[f] = t, origin
+    s.server_states.update(reached)
+    for op in origin.split("+"):
+        s.origins[op] += 1
+        s.origins_new[op] += bool(new)
+    s.steered += origin != GENERATED
 
 
 def _apply_failure(s: Summary, r: Mapping[str, Any]) -> None:
@@ -118,4 +175,44 @@ def fold(records: Iterable[Mapping[str, Any]], summary: Summary) -> Summary:
     """Apply every record in order; returns `summary` for convenience."""
     for r in records:
         apply(summary, r)
+    return summary
+
+
+def pending_of(records: Iterable[Mapping[str, Any]]) -> set[str]:
+    """Signatures one journal owes a minimization for (new, pending, not minimized)."""
+    owed: set[str] = set()
+    for r in records:
+        if r.get("type") == "failure" and r.get("new") and r.get("minimize") == PENDING:
+            owed.add(r["signature"])
+        elif r.get("type") == "minimized":
+            owed.discard(r.get("signature"))
+    return owed
+
+
+def fold_journals(journals: Mapping[int, Sequence[Mapping[str, Any]]],
+                  summary: Summary) -> Summary:
+    """Fold the journals of workers (by worker index) that ran side by side into one
+    summary.
+
+    Counters add up. Sessions and elapsed time are the most of any worker (they ran at
+    the same time); the rate while sending is the sum of the workers' rates; a
+    minimization is pending when the worker that owes it has not done it; the reason
+    for stopping is the workers' common one, else each worker's."""
+    sessions, rate, pending, reasons = 0, 0.0, set(), {}
+    for worker, records in sorted(journals.items()):
+        fold(records, summary)
+        sessions = max(sessions, sum(r.get("type") == "started" for r in records))
+        sent = [r for r in records if r.get("type") == "scenario"]
+        busy_s = sum(float(r.get("wall_s", 0.0)) for r in sent)
+        rate += sum(int(r["requests"]) for r in sent) / busy_s if busy_s > 0 else 0.0
+        pending |= pending_of(records)
+        ends = [r for r in records if r.get("type") == "finished"]
+        reasons[worker] = str(ends[-1].get("stopped_because")) if ends else "running"
+    summary.sessions = sessions
+    summary.fuzz_s = summary.requests / rate if rate > 0 else summary.fuzz_s
+    summary.pending_minimizations = pending & set(summary.failures)
+    if reasons:
+        distinct = set(reasons.values())
+        summary.stopped_because = (distinct.pop() if len(distinct) == 1 else
+                                   "; ".join(f"worker {w}: {why}" for w, why in reasons.items()))
     return summary

@@ -3,48 +3,44 @@
 All three are rendered from the same `Summary`, passed through the redactor, and
 written atomically, so a reader (or a crash) never sees half a file. `summary.json`
 is the stable, machine-readable one: `format_version` 1, described by
-`schemas/summary.schema.json`.
+`schemas/summary.schema.json` (`server_states`, `steering` and `isolation` are optional
+fields added within version 1).
 """
 
 from __future__ import annotations
 
 import json
-import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from fuzz import __version__
+from fuzz.disk import disk_usage
 from fuzz.journal import write_atomic
 from fuzz.redact import Redactor
-from fuzz.report import Summary, render_report
+from fuzz.ledger import ISOLATION_COUNTERS
+from fuzz.report import Summary, render_report, server_state_rows
 from fuzz.report_html import render_html
 
 SUMMARY_FORMAT_VERSION = 1
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "summary.schema.json"
 
 
-def _size(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_size
-            except OSError:
-                pass
-    return total
-
-
-def disk_usage(out_dir: Path) -> dict[str, int]:
-    """Bytes used by the campaign folder, split by what uses them."""
-    journal = _size(out_dir / "journal.jsonl") if (out_dir / "journal.jsonl").exists() else 0
-    bundles = _size(out_dir / "bundles") if (out_dir / "bundles").exists() else 0
-    return {"journal_bytes": journal, "bundles_bytes": bundles, "total_bytes": _size(out_dir)}
-
-
 def _r(v: float | None, nd: int = 4) -> float | None:
     return None if v is None else round(v, nd)
+
+
+def _isolation_json(s: Summary) -> dict[str, Any]:
+    """The isolation and interference oracles' part: calibration and, over the scenarios
+    judged, suspects raised and how many replay confirmed (the false-alarm rate)."""
+    medians = (s.victim.get("alone") or {}).get("medians")
+    noise = ({"source": str(s.noise.get("source", "?")), "image": bool(s.noise.get("image", True)),
+              "model": dict(s.noise.get("model") or {})} if s.noise else None)
+    return {"enabled": bool(s.noise) and not s.isolation_note, "note": s.isolation_note,
+            "noise": noise, "victim_alone_medians_s": dict(medians) if medians else None,
+            "scenarios_judged": s.isolation["checked"], "scenarios_skipped": s.isolation["skipped"],
+            "judging_s": round(s.isolation_s, 3),
+            **{k: s.isolation[k] for k in ISOLATION_COUNTERS}}
 
 
 def summary_json(s: Summary) -> dict[str, Any]:
@@ -83,17 +79,29 @@ def summary_json(s: Summary) -> dict[str, Any]:
                    "state": s.target_state},
         "disk": dict(s.disk),
         "timeline": {"interval_s": s.timeline.width_s, "points": s.timeline.points()},
+        "server_states": [{"feature": r["feature"], "family": r["family"],
+                           "scenarios": r["scenarios"], "first_seen_s": r["first_seen"],
+                           "origin": r["origin"]} for r in server_state_rows(s)],
+        "steering": {"steered": s.steered,
+                     "origins": {op: {"scenarios": n, "new_states": s.origins_new[op]}
+                                 for op, n in sorted(s.origins.items())}},
+        "isolation": _isolation_json(s),
     }
 
 
-def write_reports(out_dir: Path, summary: Summary, redact: Redactor | None = None) -> None:
-    """(Re)write report.md, summary.json and report.html in `out_dir`."""
+def write_reports(out_dir: Path, summary: Summary, redact: Redactor | None = None, *,
+                  notes: Sequence[str] = ()) -> None:
+    """(Re)write report.md, summary.json and report.html in `out_dir`. `notes` are
+    campaign-level remarks (e.g. the disk cap was reached) listed at the end of
+    report.md."""
     redact = redact or Redactor()
     summary.disk = disk_usage(out_dir)
     doc = redact(summary_json(summary))
     write_atomic(out_dir / "summary.json", json.dumps(doc, indent=2, sort_keys=True) + "\n")
-    write_atomic(out_dir / "report.md", redact.text(render_report(summary)) if redact
-                 else render_report(summary))
+    text = render_report(summary)
+    if notes:
+        text += "\n## Campaign notes\n\n" + "".join(f"- {n}\n" for n in notes)
+    write_atomic(out_dir / "report.md", redact.text(text) if redact else text)
     write_atomic(out_dir / "report.html", render_html(doc, out_dir))
 
 

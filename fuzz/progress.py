@@ -13,9 +13,9 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from fuzz.events import (BundleWritten, CampaignFinished, CampaignStarted, Event, FailureFound,
-                         MinimizationStarted, Noted, ScenarioFinished, ScenarioStarted,
-                         TargetStateChanged, Ticked)
+from fuzz.events import (BundleWritten, CampaignFinished, CampaignStarted, DiskCapReached, Event,
+                         FailureFound, MinimizationStarted, Noted, ScenarioFinished,
+                         ScenarioStarted, TargetStateChanged, Ticked)
 from fuzz.redact import Redactor
 from fuzz.report import Summary
 
@@ -25,7 +25,20 @@ def _clock(seconds: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m{s % 60:02d}s" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-def status_line(s: Summary, elapsed_s: float, left_s: float) -> str:
+def _mib(n: int) -> str:
+    return f"{n / 2**30:.1f}G" if n >= 2**30 else f"{n / 2**20:.0f}M"
+
+
+def disk_text(s: Summary, cap_bytes: int | None = None) -> str:
+    """'disk 12M' or 'disk 12M/2.0G' (the folder as last measured for the reports)."""
+    used = s.disk.get("total_bytes")
+    if used is None:
+        return "disk -"
+    return f"disk {_mib(used)}" + (f"/{_mib(cap_bytes)}" if cap_bytes else "")
+
+
+def status_line(s: Summary, elapsed_s: float, left_s: float,
+                disk_cap_bytes: int | None = None) -> str:
     """One line with everything an operator glances at."""
     p50, p99 = s.latency.percentile(50), s.latency.percentile(99)
     lat = "-" if p50 is None else f"p50 {p50:.2f}s p99 {p99:.2f}s"
@@ -36,7 +49,8 @@ def status_line(s: Summary, elapsed_s: float, left_s: float) -> str:
     fails = f"failures {len(s.failures)} unique/{s.failures_seen} seen" + (f" ({top})" if top else "")
     return (f"{_clock(elapsed_s)} elapsed, {_clock(left_s)} left | {s.requests} req "
             f"({s.requests_per_s:.1f}/s) | in flight {s.in_flight} | {lat} | {fails} | "
-            f"minimizations pending {len(s.pending_minimizations)} | target {s.target_state}")
+            f"minimizations pending {len(s.pending_minimizations)} | target {s.target_state} | "
+            f"server states {len(s.server_states)} | {disk_text(s, disk_cap_bytes)}")
 
 
 class Progress:
@@ -52,6 +66,7 @@ class Progress:
         self.redact = redact or Redactor()
         self.summary: Summary | None = None
         self.duration_s = 0.0
+        self.disk_cap_bytes: int | None = None
         self.offset_s = 0.0
         self.started = clock()
         self.last_status = float("-inf")
@@ -63,6 +78,7 @@ class Progress:
     def __call__(self, event: Event) -> None:
         if isinstance(event, CampaignStarted):
             self.summary, self.duration_s = event.summary, event.duration_s
+            self.disk_cap_bytes = event.disk_cap_bytes
             self.offset_s, self.started = event.summary.elapsed_s, self.clock()
             how = "resumed" if event.resumed else "started"
             self.line(f"campaign {how}: {event.summary.endpoint}, seed {event.summary.seed}, "
@@ -79,6 +95,9 @@ class Progress:
             self.line(f"target {event.state}{waited}" + (f": {event.detail[:200]}" if event.detail else ""))
         elif isinstance(event, Noted):
             self.line(event.message)
+        elif isinstance(event, DiskCapReached):
+            self.line(f"disk cap reached ({_mib(event.used_bytes)} of {_mib(event.cap_bytes)}): "
+                      "known failures are no longer bundled again; the journal is kept")
         elif isinstance(event, CampaignFinished):
             self.status(force=True)
             if self.tty and self.drawn:
@@ -95,7 +114,8 @@ class Progress:
             return
         self.last_status = now
         elapsed = self.elapsed()
-        text = self.redact.text(status_line(self.summary, elapsed, self.duration_s - elapsed))
+        text = self.redact.text(status_line(self.summary, elapsed, self.duration_s - elapsed,
+                                            self.disk_cap_bytes))
         if self.tty:
             self.stream.write("\r\x1b[2K" + text)
             self.drawn = True

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -48,13 +49,16 @@ class ReplayResult:
     message: str
     elapsed_s: float
     signature: str | None = None
+    triage: str | None = None
 
     def line(self) -> str:
-        """One line for humans and CI logs."""
+        """One line for humans and CI logs; a bundle's triage verdict, when it has one,
+        says whether a STILL FAILING is a known vLLM bug or e.g. a model artefact."""
         what = self.signature or "(bundle not loaded)"
         text = (f"{self.verdict.label:<13} {self.failing_runs}/{self.runs}  {what}"
                 f"  [{self.bundle_path}]")
-        return text + (f"  {self.message}" if self.verdict is not Verdict.FIXED else "")
+        text += f"  {self.message}" if self.verdict is not Verdict.FIXED else ""
+        return text + (f"  (triage: {self.triage})" if self.triage else "")
 
 
 async def check_health(endpoint: Any, timeout_s: float = HEALTH_TIMEOUT_S) -> str | None:
@@ -70,6 +74,21 @@ async def check_health(endpoint: Any, timeout_s: float = HEALTH_TIMEOUT_S) -> st
                 return None if resp.status == 200 else f"GET /health answered {resp.status}"
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
         return f"GET /health failed: {type(e).__name__}" + (f": {e}" if str(e) else "")
+
+
+def _bundle_runner(bundle: Bundle, use_recorded: bool) -> RunFn:
+    """The runner, sending each request under the deadlines the failure was recorded
+    with (`fuzzer.request_deadlines`) unless the caller chose deadlines."""
+    from fuzz.runner import run_scenario
+
+    stored = bundle.fuzzer.get("request_deadlines")
+    own: dict[str, Deadlines] = {}
+    if use_recorded and isinstance(stored, dict):
+        try:
+            own = {str(k): Deadlines(**v) for k, v in stored.items()}
+        except TypeError:
+            own = {}
+    return functools.partial(run_scenario, request_deadlines=own) if own else run_scenario
 
 
 def _with_bundle_model(endpoint: Any, bundle: Bundle) -> Any:
@@ -95,8 +114,9 @@ async def replay_bundle(bundle: Bundle | Path, endpoint: Any, *, runs: int = 3,
 
     def result(verdict: Verdict, message: str, done: int = 0, failing: int = 0,
                observed: Iterable[str] = (), signature: str | None = None) -> ReplayResult:
+        triage = bundle.triage.verdict if isinstance(bundle, Bundle) and bundle.triage else None
         return ReplayResult(path, verdict, done, failing, tuple(observed), message,
-                            time.monotonic() - t0, signature)
+                            time.monotonic() - t0, signature, triage)
 
     if not isinstance(bundle, Bundle):
         try:
@@ -105,7 +125,7 @@ async def replay_bundle(bundle: Bundle | Path, endpoint: Any, *, runs: int = 3,
             return result(Verdict.ERROR, str(e))
     sig = bundle.signature
     if run is None:
-        from fuzz.runner import run_scenario as run
+        run = _bundle_runner(bundle, use_recorded=deadlines is None)
     if check is None:
         from fuzz.oracles import check
     endpoint = _with_bundle_model(endpoint, bundle)

@@ -2,7 +2,9 @@
 
 The summary is a fold over the journal (see `ledger`), so a resumed campaign
 rebuilds exactly the counters it had. Latencies live in a bounded histogram and a
-per-interval timeline, never as a list, so memory stays flat over long runs."""
+per-interval timeline, never as a list, so memory stays flat over long runs. Server
+states (`fuzz.signals` features) are counted per state, with when and by what origin
+("generated" or a steering mutant's ops) each was first reached."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from fuzz.signals import state_markdown, state_rows
 from fuzz.timeline import Histogram, Timeline
 
 
@@ -55,6 +58,22 @@ class Summary:
     disk: dict[str, int] = field(default_factory=dict)
     generator_errors: int = 0
     stopped_because: str = "duration reached"
+    # server states reached (features of `fuzz.signals`): scenarios per state, and
+    # when (campaign seconds) and by which origin each was first reached
+    server_states: Counter = field(default_factory=Counter)
+    state_first_s: dict[str, float] = field(default_factory=dict)
+    state_first_origin: dict[str, str] = field(default_factory=dict)
+    # scenarios per origin op ("generated", "duplicate", ...), and those that reached a new state
+    origins: Counter = field(default_factory=Counter)
+    origins_new: Counter = field(default_factory=Counter)
+    steered: int = 0
+    # isolation and interference: counters per scenario judged (see `ledger`), time
+    # spent judging, the noise model and the victim's calibration, why it is off
+    isolation: Counter = field(default_factory=Counter)
+    isolation_s: float = 0.0
+    noise: dict[str, Any] = field(default_factory=dict)
+    victim: dict[str, Any] = field(default_factory=dict)
+    isolation_note: str = ""
 
     @property
     def requests_per_s(self) -> float:
@@ -69,6 +88,66 @@ class Summary:
     @property
     def failures_seen(self) -> int:
         return sum(f.count for f in self.failures.values())
+
+
+def server_state_rows(s: Summary) -> list[dict[str, Any]]:
+    """The states reached (`fuzz.signals.state_rows`, first seen in campaign seconds),
+    each with the origin that reached it first."""
+    rows = state_rows(s.server_states, s.state_first_s)
+    for row in rows:
+        row["origin"] = s.state_first_origin.get(row["feature"])
+    return rows
+
+
+def _isolation_lines(s: Summary) -> list[str]:
+    """The isolation and interference section: the bar, the victim, and how many
+    suspects replay confirmed (on a healthy target every confirmed one is a false
+    alarm, and unconfirmed suspects are the price of a noisy server)."""
+    if not (s.noise or s.isolation or s.isolation_note):
+        return []
+    iso = s.isolation
+    lines = ["", "## Isolation and interference", ""]
+    if s.isolation_note:
+        lines.append(f"- off: {s.isolation_note}")
+    model = s.noise.get("model") or {}
+    if model:
+        batches = ", ".join(
+            f"{'alone' if b['batch_size'] == 1 else 'batch ' + str(b['batch_size'])} "
+            f"{b['diverged']}/{b['runs']} diverged" for b in model.get("batches", []))
+        threshold = model.get("margin_threshold")
+        bar = "none (never flags)" if threshold is None else f"{threshold:.4g} nats"
+        lines.append(f"- natural variance ({s.noise.get('source', '?')}): {batches or 'no runs'}; "
+                     f"largest logprob move {model.get('max_logprob_delta', 0):.4g}, largest "
+                     f"flipped lead {model.get('max_flip_margin') or 0:.4g}; bar {bar}")
+    medians = (s.victim.get("alone") or {}).get("medians") or {}
+    if medians:
+        lines.append("- victim alone (medians): " + ", ".join(
+            f"{k[:-2]} {v * 1000:.1f} ms" for k, v in medians.items() if v is not None))
+    lines += [f"- scenarios judged: {iso['checked']} (skipped {iso['skipped']}); probes judged "
+              f"{iso['probes']}, victims {iso['victims']}; {s.isolation_s:.0f}s spent judging "
+              "and confirming",
+              f"- isolation suspects {iso['suspects']}: confirmed {iso['confirmed']}, not "
+              f"confirmed {iso['unconfirmed']} ({iso['replays']} replays)",
+              f"- interference suspects {iso['slow_suspects']}: confirmed "
+              f"{iso['slow_confirmed']}, not confirmed {iso['slow_unconfirmed']} "
+              f"({iso['slow_replays']} replays)"]
+    return lines
+
+
+def _steering_lines(s: Summary) -> list[str]:
+    """Which states steering mutants reached first, and what each origin op yielded."""
+    if not s.origins:
+        return []
+    steered = sorted(f for f, origin in s.state_first_origin.items() if origin != "generated")
+    ops = ", ".join(f"{op} {n} ({s.origins_new[op]} new)" for op, n in sorted(s.origins.items()))
+    lines = [""]
+    if steered:
+        lines.append(f"Reached first by a steering mutant ({len(steered)}): " + ", ".join(
+            f"`{f}` ({s.state_first_origin[f]})" for f in steered[:40])
+            + (", ..." if len(steered) > 40 else "") + ".")
+    lines.append(f"Scenarios by origin (how many reached a state no earlier one had): {ops}; "
+                 f"{s.steered} of {s.scenarios} were steered mutants.")
+    return lines
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -130,6 +209,9 @@ def render_report(s: Summary) -> str:
         notes = [f"- `{f.signature[:80]}`: {f.minimize_note}" for f in s.failures.values() if f.minimize_note]
         if notes:
             lines += ["", "Notes:", *notes]
+    lines += _isolation_lines(s)
+    lines += ["", state_markdown(server_state_rows(s)).rstrip("\n")]
+    lines += _steering_lines(s)
     lines += ["", "## Coverage (requests per feature)", ""]
     if s.features:
         lines += ["| feature | requests |", "|---|---|"]

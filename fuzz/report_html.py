@@ -3,7 +3,9 @@
 Rendered from the `summary.json` document (already redacted), so the HTML can
 never show more than the stable summary does. Charts are where people would rather
 look than read: request rate and latency over time with failures marked, the
-request mix, the outcomes; the failures table links to the bundle folders.
+request mix, the outcomes; the failures table links to the bundle folders. A table
+lists the server states reached and what reached each first (fresh generation or a
+steering mutant), and the overview says how the isolation oracles fared.
 """
 
 from __future__ import annotations
@@ -117,6 +119,44 @@ def _failures_table(doc: dict[str, Any], out_dir: Path) -> str:
     return "".join(rows)
 
 
+def _states_table(doc: dict[str, Any], limit: int = 200) -> str:
+    """Server states reached: family, state, scenarios, first seen, and by what."""
+    rows = doc.get("server_states") or []
+    if not rows:
+        return ('<p class="legend" id="no-server-states">None observed (no <code>/metrics</code> '
+                'and no server log).</p>')
+    out = ['<table id="server-states"><tr><th>family</th><th>state</th><th>scenarios</th>'
+           '<th>first seen</th><th>first reached by</th></tr>']
+    for r in rows[:limit]:
+        first = "-" if r["first_seen_s"] is None else f'{r["first_seen_s"]:.0f}s'
+        out.append(f'<tr class="server-state"><td>{escape(r["family"])}</td>'
+                   f'<td><code>{escape(r["feature"])}</code></td><td>{r["scenarios"]}</td>'
+                   f'<td>{first}</td><td>{escape(r["origin"] or "-")}</td></tr>')
+    out.append("</table>")
+    if len(rows) > limit:
+        out.append(f'<p class="legend">and {len(rows) - limit} more (see summary.json)</p>')
+    steering = doc.get("steering") or {}
+    origins = steering.get("origins") or {}
+    if origins:
+        text = ", ".join(f'{op} {v["scenarios"]} ({v["new_states"]} new)'
+                         for op, v in origins.items())
+        out.append(f'<p class="legend">scenarios by origin (how many reached a new state): '
+                   f'{escape(text)}; {steering.get("steered", 0)} steered</p>')
+    return "".join(out)
+
+
+def _isolation_row(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    iso = doc.get("isolation")
+    if not iso or not (iso["noise"] or iso["note"] or iso["scenarios_judged"]):
+        return []
+    bar = ((iso["noise"] or {}).get("model") or {}).get("margin_threshold")
+    text = (f'{iso["scenarios_judged"]} scenarios judged; isolation suspects {iso["suspects"]} '
+            f'({iso["confirmed"]} confirmed), interference suspects {iso["slow_suspects"]} '
+            f'({iso["slow_confirmed"]} confirmed); noise bar '
+            f'{"-" if bar is None else format(bar, ".3g")} nats')
+    return [("isolation", f'off: {iso["note"]}' if iso["note"] else text)]
+
+
 def _kv(rows: list[tuple[str, str]]) -> str:
     return ('<table class="kv">' + "".join(f"<tr><td>{escape(k)}</td><td>{escape(v)}</td></tr>"
                                            for k, v in rows) + "</table>")
@@ -143,6 +183,7 @@ def render_html(doc: dict[str, Any], out_dir: Path) -> str:
                    f'({tgt["waited_s"]:.0f}s, longest {tgt["longest_wait_s"]:.0f}s), now {tgt["state"]}'),
         ("disk", f'{_mib(disk.get("total_bytes"))} (journal {_mib(disk.get("journal_bytes"))}, '
                  f'bundles {_mib(disk.get("bundles_bytes"))})'),
+        *_isolation_row(doc),
     ])
     width = doc["timeline"]["interval_s"]
     status = "fail" if nfail else "ok"
@@ -157,6 +198,8 @@ def render_html(doc: dict[str, Any], out_dir: Path) -> str:
         f"<h2>Load over time</h2><p class=\"legend\">one point per {width:g}s interval</p>",
         _series_chart("requests per second", pts, [("requests_per_s", "#4a7bd0", "requests/s")], "/s"),
         _series_chart("latency", pts, [("p50_s", "#1b7f3b", "p50"), ("p99_s", "#e08a00", "p99")], "s"),
+        f'<h2>Server states reached ({len(doc.get("server_states") or [])})</h2>',
+        _states_table(doc),
         "<h2>Request mix (features covered)</h2>",
         _bar_chart("requests per feature", doc["features"]),
         "<h2>Outcomes</h2>", _bar_chart("requests per status / deadline", doc["statuses"]),

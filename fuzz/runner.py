@@ -12,101 +12,98 @@ hang is reported with the deadline that fired:
 A "chunk" is an SSE event for `text/event-stream` responses (what OpenAI clients call a
 chunk, and what `disconnect_after_chunks` counts) and one network read otherwise.
 
-Around the scenario the runner reads the target's `/metrics` (Prometheus text): an idle
-baseline before, and after it a reading polled until the target is idle again or a cap
-runs out, so that a leak is what is still there once the target had time to settle.
+The runner must not be what limits the load it drives, so the per-request path is
+lean: bodies are encoded before the clock starts, each image once per scenario
+(`fuzz.wire`), requests go out over kept-alive
+connections (`fuzz.client`), one dispatcher starts each request's task at its offset,
+each request has one lazily re-armed deadline timer rather than a timer per read, and
+streams are cut into events on bytes (`fuzz.sse`). Health, canary and `/metrics`
+probes live in `fuzz.probe` and are re-exported here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import codecs
-import json
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
 import aiohttp
 
-from fuzz.metrics import KV_TOLERANCE, metrics_idle, parse_metrics
-from fuzz.model import (CHAT_PATH, Deadlines, Probe, RequestSpec, RequestTrace, Scenario, Trace,
-                        resolve_media)
+from fuzz.client import Endpoint, HttpClient, describe_error
+from fuzz.metrics import KV_TOLERANCE
+from fuzz.model import Deadlines, RequestSpec, RequestTrace, Scenario, Trace
+from fuzz.probe import (CANARY_PROMPT, fetch_target_info, probe_target, read_metrics,
+                        settle_metrics)
+from fuzz.sse import SseParser
+from fuzz.wire import BodyEncoder
 
-CANARY_PROMPT = "Reply with one word."
+__all__ = ["CANARY_PROMPT", "Endpoint", "HttpClient", "describe_error", "fetch_target_info",
+           "prepare_body", "probe_target", "read_metrics", "run_scenario", "settle_metrics"]
+
 _TAIL_EVENTS = 2  # kept past the cap, so [DONE] and the usage chunk stay checkable
-_T = TypeVar("_T")
-
-@dataclass(frozen=True)
-class Endpoint:
-    """Where the target is and how to address it."""
-
-    base_url: str
-    model: str
-    api_key: str | None = None
-
-    def url(self, path: str) -> str:
-        return self.base_url.rstrip("/") + "/" + path.lstrip("/")
-
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
 
-class _Cut(Exception):
-    """A deadline fired (internal: becomes `RequestTrace.deadline`)."""
+class _Watchdog:
+    """The deadline of one request: a single timer that cancels the request's task.
 
-    def __init__(self, name: str, limit_s: float) -> None:
-        super().__init__(name)
-        self.name, self.limit_s = name, limit_s
+    Every read moves the stall deadline later; that is an assignment here, and the timer
+    re-arms itself when it finds the deadline moved, because a timer per read costs more
+    than a token stream's reads themselves."""
 
+    __slots__ = ("_loop", "_task", "_handle", "_armed_at", "_total_at", "_total_s",
+                 "when", "name", "limit_s", "fired")
 
-def describe_error(exc: BaseException) -> str:
-    """`ClassName: message`, the form traces and signatures use for transport errors."""
-    msg = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+    def __init__(self, loop: asyncio.AbstractEventLoop, sent_at: float, total_s: float) -> None:
+        self._loop, self._task = loop, asyncio.current_task()
+        self._handle: asyncio.TimerHandle | None = None
+        self._armed_at = 0.0
+        self._total_at, self._total_s = sent_at + total_s, total_s
+        self.when, self.name, self.limit_s = self._total_at, "total", total_s
+        self.fired = False
 
+    def phase(self, name: str, limit_s: float, since: float) -> None:
+        """From now on, `name` fires `limit_s` after `since` (unless `total` comes first)."""
+        at = since + limit_s
+        if at <= self._total_at:
+            self.when, self.name, self.limit_s = at, name, limit_s
+        else:
+            self.when, self.name, self.limit_s = self._total_at, "total", self._total_s
+        if self._handle is None or self.when < self._armed_at:
+            self._arm()
 
-async def _within(make: Callable[[], Awaitable[_T]], left_s: float, name: str,
-                  limit_s: float) -> _T:
-    try:
-        return await asyncio.wait_for(make(), max(left_s, 0.0))
-    except asyncio.TimeoutError as exc:
-        if isinstance(exc, aiohttp.ClientError):  # aiohttp's own timeout, not ours
-            raise
-        raise _Cut(name, limit_s) from None
+    def _arm(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._armed_at = self.when
+        self._handle = self._loop.call_at(self.when, self._check)
 
+    def _check(self) -> None:
+        self._handle = None
+        if self._loop.time() < self.when:
+            self._arm()
+        elif self._task is not None:
+            self.fired = True
+            self._task.cancel()
 
-class _SseParser:
-    """Incremental `text/event-stream` parser yielding each event's joined `data:` lines."""
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
-    def __init__(self) -> None:
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._buf = ""
-        self._data: list[str] = []
-
-    def feed(self, chunk: bytes) -> list[str]:
-        self._buf += self._decoder.decode(chunk)
-        *lines, self._buf = self._buf.split("\n")
-        return [ev for line in lines for ev in self._line(line.rstrip("\r"))]
-
-    def close(self) -> list[str]:
-        rest = self._buf + self._decoder.decode(b"", final=True)
-        self._buf = ""
-        out = self._line(rest.rstrip("\r")) if rest else []
-        return out + self._line("")
-
-    def _line(self, line: str) -> list[str]:
-        if line == "":
-            data, self._data = self._data, []
-            return ["\n".join(data)] if data else []
-        if line.startswith("data:"):
-            value = line[5:]
-            self._data.append(value[1:] if value.startswith(" ") else value)
-        return []
+    def owns_cancel(self) -> bool:
+        """After a CancelledError: True if it was this deadline's alone (then absorbed)."""
+        if not self.fired:
+            return False
+        uncancel = getattr(self._task, "uncancel", None)  # 3.11+: tells ours from others'
+        return uncancel is None or uncancel() == 0
 
 
 class _Recorder:
     """Mutable scratch for one request; frozen into a RequestTrace at the end."""
+
+    __slots__ = ("f", "cap", "chunk_times", "body", "events", "tail", "event_chars",
+                 "truncated")
 
     def __init__(self, request_id: str, sent_s: float, cap: int) -> None:
         self.f: dict[str, Any] = {"id": request_id, "sent_s": sent_s}
@@ -114,7 +111,7 @@ class _Recorder:
         self.chunk_times: list[float] = []
         self.body = bytearray()
         self.events: list[str] = []
-        self.tail: deque[str] = deque(maxlen=_TAIL_EVENTS)
+        self.tail: deque[str] | None = None  # made at the cap (a deque is 600 bytes)
         self.event_chars = 0
         self.truncated = False
 
@@ -125,140 +122,173 @@ class _Recorder:
             self.truncated = True
         self.body += data[:max(room, 0)]
 
-    def add_event(self, event: str, t: float) -> None:
-        self.chunk_times.append(t)
-        if self.event_chars + len(event) <= self.cap and not self.tail:
-            self.events.append(event)
-            self.event_chars += len(event)
-        else:
-            self.truncated = True
-            self.tail.append(event)
+    def add_events(self, events: list[str], t: float) -> None:
+        """Events that arrived in one read (they share its time)."""
+        self.chunk_times.extend([t] * len(events))
+        if self.tail is None:
+            chars = self.event_chars + sum(map(len, events))
+            if chars <= self.cap:  # the common case: all of them fit
+                self.events += events
+                self.event_chars = chars
+                return
+        for event in events:
+            if self.tail is None and self.event_chars + len(event) <= self.cap:
+                self.events.append(event)
+                self.event_chars += len(event)
+            else:
+                self.truncated = True
+                if self.tail is None:
+                    self.tail = deque(maxlen=_TAIL_EVENTS)
+                self.tail.append(event)
 
     def freeze(self, sse: bool) -> RequestTrace:
-        f = dict(self.f)
+        f = self.f
         if sse:
-            f["events"] = tuple(self.events) + tuple(self.tail)
+            f["events"] = tuple(self.events) + tuple(self.tail or ())
         elif "status" in f:
             f["body"] = self.body.decode("utf-8", errors="replace")
         return RequestTrace(chunk_times_s=tuple(self.chunk_times), body_truncated=self.truncated,
                             **f)
 
 
-def _prepare(endpoint: Endpoint, scenario: Scenario, spec: RequestSpec) -> bytes | None:
-    """The wire body: media resolved, `model` filled in when absent."""
-    body: Any = resolve_media(spec.body, scenario.media)
-    if isinstance(body, str):
-        return body.encode("utf-8")  # deliberately raw, e.g. a body that is not JSON
-    if isinstance(body, dict):
-        if spec.method.upper() in ("GET", "HEAD") and not body:
-            return None
-        if spec.method.upper() == "POST" and "model" not in body:
-            body = {"model": endpoint.model, **body}
-    return json.dumps(body).encode("utf-8")
+def prepare_body(endpoint: Endpoint, scenario: Scenario, spec: RequestSpec, *,
+                 fixture_base_url: str | None = None) -> bytes | None:
+    """The wire body of one request: media placeholders resolved (data URLs, and
+    fixture-server URLs under `fixture_base_url`), `model` filled in when absent. Raises
+    what cannot be encoded, e.g. a fixture URL without a base or a value json refuses.
+    (`run_scenario` encodes a whole scenario with one `fuzz.wire.BodyEncoder`.)"""
+    return BodyEncoder(scenario, endpoint.model, fixture_base_url=fixture_base_url).encode(spec)
 
 
-async def _read_body(resp: aiohttp.ClientResponse, rec: _Recorder, sse: bool,
-                     want: int | None, limit: Callable[[float], tuple[float, str, float]],
-                     now: Callable[[], float]) -> bool:
+async def _read_body(content: aiohttp.StreamReader, rec: _Recorder, sse: bool,
+                     want: int | None, dog: _Watchdog, stall_s: float,
+                     loop: asyncio.AbstractEventLoop, t0: float, last: float) -> bool:
     """Read to the end (True) or until `want` chunks arrived (False: hang up)."""
-    parser = _SseParser() if sse else None
-    last = now()
-    while want is None or len(rec.chunk_times) < want:
-        chunk = await _within(resp.content.readany, *limit(last))
-        last = now()
-        if parser is not None:
-            events = parser.feed(chunk) + (parser.close() if not chunk else [])
-        else:
-            events = [chunk] if chunk else []
-        for ev in events[:None if want is None else want - len(rec.chunk_times)]:
-            if isinstance(ev, str):
-                rec.add_event(ev, last)
-            else:
-                rec.add_bytes(ev, last)
+    parser = SseParser() if sse else None
+    readany = content.readany
+    times = rec.chunk_times
+    while want is None or len(times) < want:
+        dog.phase("stall", stall_s, last)
+        chunk = await readany()
+        last = loop.time()
+        if parser is None:
+            if not chunk:
+                return True
+            rec.add_bytes(chunk, last - t0)
+            continue
+        events = parser.feed(chunk) if chunk else parser.close()
+        if events:
+            rec.add_events(events if want is None else events[:want - len(times)], last - t0)
         if not chunk:
             return True
     return False
 
 
-async def _run_one(session: aiohttp.ClientSession, endpoint: Endpoint, spec: RequestSpec,
-                   data: bytes | None, prep_error: str | None, t0: float,
-                   deadlines: Deadlines, cap: int) -> RequestTrace:
+async def _run_one(client: HttpClient, endpoint: Endpoint, spec: RequestSpec,
+                   headers: dict[str, str], data: bytes | None, prep_error: str | None,
+                   t0: float, deadlines: Deadlines, cap: int) -> RequestTrace:
     loop = asyncio.get_running_loop()
-
-    def now() -> float:
-        return loop.time() - t0
-
-    await asyncio.sleep(max(0.0, spec.offset_ms / 1000.0 - now()))
-    sent = now()
-    rec = _Recorder(spec.id, sent, cap)
+    sent_at = loop.time()
+    rec = _Recorder(spec.id, sent_at - t0, cap)
     if prep_error is not None:
-        rec.f.update(error=prep_error, end_s=now())
+        rec.f.update(error=prep_error, end_s=loop.time() - t0)
         return rec.freeze(sse=False)
-
-    def limit(name: str, limit_s: float, since: float) -> tuple[float, str, float]:
-        phase_left, total_left = since + limit_s - now(), sent + deadlines.total_s - now()
-        if phase_left <= total_left:
-            return phase_left, name, limit_s
-        return total_left, "total", deadlines.total_s
-
-    headers = {**endpoint.headers(), "Content-Type": "application/json"}
+    dog = _Watchdog(loop, sent_at, deadlines.total_s)
+    dog.phase("first_byte", deadlines.first_byte_s, sent_at)
     resp: aiohttp.ClientResponse | None = None
     sse, clean = False, False
     try:
-        resp = await _within(lambda: session.request(spec.method, endpoint.url(spec.path),
-                                                     data=data, headers=headers),
-                             *limit("first_byte", deadlines.first_byte_s, sent))
+        resp = await client.request(spec.method, endpoint.url(spec.path), data=data,
+                                    headers=headers)
+        first = loop.time()
         sse = resp.content_type == "text/event-stream"
-        rec.f.update(status=resp.status, headers=dict(resp.headers), first_byte_s=now())
-        clean = await _read_body(resp, rec, sse, spec.disconnect_after_chunks,
-                                 lambda last: limit("stall", deadlines.stall_s, last), now)
+        rec.f.update(status=resp.status, headers=dict(resp.headers), first_byte_s=first - t0)
+        clean = await _read_body(resp.content, rec, sse, spec.disconnect_after_chunks, dog,
+                                 deadlines.stall_s, loop, t0, first)
         rec.f["disconnected"] = not clean
-    except _Cut as cut:
-        rec.f.update(deadline=cut.name, deadline_s=cut.limit_s)
     except asyncio.CancelledError:
-        raise
+        if not dog.owns_cancel():
+            raise
+        rec.f.update(deadline=dog.name, deadline_s=dog.limit_s)
     except Exception as exc:  # everything the server does wrong is data, never a crash
         rec.f["error"] = describe_error(exc)
     finally:
+        dog.stop()
         if resp is not None and clean:
             resp.release()
         elif resp is not None:
             resp.close()  # drop the connection: it may be mid-body or poisoned
-        rec.f["end_s"] = now()
+        rec.f["end_s"] = loop.time() - t0
     return rec.freeze(sse=sse)
+
+
+async def _play(client: HttpClient, endpoint: Endpoint, scenario: Scenario,
+                prepared: list[tuple[bytes | None, str | None]],
+                deadlines_of: Mapping[str, Deadlines], deadlines: Deadlines,
+                cap: int) -> tuple[list[Any], float]:
+    """Start every request's task at its offset; their results (or exceptions) in
+    scenario order, and the wall time from the scenario's start to the last end."""
+    loop = asyncio.get_running_loop()
+    headers = {**endpoint.headers(), "Content-Type": "application/json"}
+    specs = scenario.requests
+    tasks: list[asyncio.Task[RequestTrace] | None] = [None] * len(specs)
+    t0 = loop.time()
+    try:
+        for i in sorted(range(len(specs)), key=lambda i: specs[i].offset_ms):
+            spec = specs[i]
+            delay = t0 + spec.offset_ms / 1000.0 - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            data, err = prepared[i]
+            tasks[i] = loop.create_task(_run_one(
+                client, endpoint, spec, headers, data, err, t0,
+                deadlines_of.get(spec.id, deadlines), cap))
+        results = await asyncio.gather(*tasks, return_exceptions=True)  # type: ignore[arg-type]
+    except BaseException:  # cancelled while dispatching: take the started requests down too
+        started = [t for t in tasks if t is not None]
+        for task in started:
+            task.cancel()
+        await asyncio.gather(*started, return_exceptions=True)
+        raise
+    return results, loop.time() - t0
 
 
 async def run_scenario(endpoint: Endpoint, scenario: Scenario, deadlines: Deadlines, *,
                        body_cap_bytes: int = 1_000_000, probe: bool = True,
                        canary_deadline_s: float = 30.0, metrics: bool = True,
                        settle_cap_s: float = 5.0, kv_tolerance: float = KV_TOLERANCE,
-                       request_deadlines: Mapping[str, Deadlines] | None = None) -> Trace:
+                       request_deadlines: Mapping[str, Deadlines] | None = None,
+                       fixture_base_url: str | None = None,
+                       client: HttpClient | None = None) -> Trace:
     """Send every request at its offset, all concurrently; never raises for server faults.
 
-    Bodies are built before the clock starts so media encoding does not skew offsets.
-    `wall_s` covers the requests only; the probe, if any, runs afterwards.
-    `request_deadlines` overrides `deadlines` for the request ids it names. With
-    `metrics`, `/metrics` is read before and, polled for up to `settle_cap_s` until idle
-    (nothing running or waiting, KV use within `kv_tolerance` of the baseline), after."""
+    Bodies are built before the clock starts so media encoding does not skew offsets;
+    fixture-server image URLs resolve under `fixture_base_url` (without it such a
+    request records an error instead of being sent). `client` is an open `HttpClient`
+    whose kept-alive connections this scenario may reuse and leave for the next one;
+    without it the scenario opens and closes a client of its own. `wall_s` covers the
+    requests only; the probe, if any, runs afterwards. `request_deadlines` overrides
+    `deadlines` for the request ids it names. With `metrics`, `/metrics` is read before
+    and, polled for up to `settle_cap_s` until idle (nothing running or waiting, KV use
+    within `kv_tolerance` of the baseline), after."""
+    if client is not None and not client.is_open:  # a caller's bug, not the server's fault
+        raise RuntimeError("run_scenario(client=...) needs an open HttpClient")
     deadlines_of = dict(request_deadlines or {})
     before = await read_metrics(endpoint) if metrics else None
     prepared: list[tuple[bytes | None, str | None]] = []
+    encoder = BodyEncoder(scenario, endpoint.model, fixture_base_url=fixture_base_url)
     for spec in scenario.requests:
         try:
-            prepared.append((_prepare(endpoint, scenario, spec), None))
+            prepared.append((encoder.encode(spec), None))
         except Exception as exc:  # e.g. a body json cannot encode: record, don't raise
             prepared.append((None, describe_error(exc)))
-    connector = aiohttp.TCPConnector(limit=0)
-    timeout = aiohttp.ClientTimeout(total=None, connect=None, sock_read=None, sock_connect=None)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        loop = asyncio.get_running_loop()
-        t0 = loop.time()
-        results = await asyncio.gather(
-            *(_run_one(session, endpoint, spec, data, err, t0,
-                       deadlines_of.get(spec.id, deadlines), body_cap_bytes)
-              for spec, (data, err) in zip(scenario.requests, prepared)),
-            return_exceptions=True)
-        wall_s = loop.time() - t0
+    if client is None:
+        async with HttpClient() as own:
+            results, wall_s = await _play(own, endpoint, scenario, prepared, deadlines_of,
+                                          deadlines, body_cap_bytes)
+    else:
+        results, wall_s = await _play(client, endpoint, scenario, prepared, deadlines_of,
+                                      deadlines, body_cap_bytes)
     traces = tuple(
         r if isinstance(r, RequestTrace)
         else RequestTrace(id=spec.id, sent_s=0.0, error=describe_error(r))  # runner bug
@@ -268,114 +298,3 @@ async def run_scenario(endpoint: Endpoint, scenario: Scenario, deadlines: Deadli
     after = await probe_target(endpoint, deadline_s=canary_deadline_s) if probe else None
     return Trace(requests=traces, deadlines=deadlines, probe_after=after, wall_s=wall_s,
                  metrics_before=before, metrics_after=settled, metrics_wait_s=waited)
-
-
-async def read_metrics(endpoint: Endpoint, *, deadline_s: float = 2.0) -> dict[str, float] | None:
-    """The gauges of `/metrics`, or None when it cannot be read or exports none of them."""
-    try:
-        async with _session(deadline_s) as session:
-            status, text = await _get(session, endpoint, "/metrics")
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        return None
-    found = parse_metrics(text) if status == 200 else {}
-    return found or None
-
-
-async def settle_metrics(endpoint: Endpoint, before: Mapping[str, float], cap_s: float,
-                         kv_tolerance: float = KV_TOLERANCE,
-                         every_s: float = 0.1) -> tuple[dict[str, float] | None, float]:
-    """Poll `/metrics` until idle or `cap_s`; the last reading and the seconds waited."""
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    while True:
-        reading = await read_metrics(endpoint, deadline_s=max(0.5, min(2.0, cap_s)))
-        waited = loop.time() - start
-        if reading is None:  # gone (a dead target is target_alive's business)
-            return None, waited
-        if metrics_idle(reading, before, kv_tolerance) or waited >= cap_s:
-            return reading, waited
-        await asyncio.sleep(min(every_s, max(0.0, cap_s - waited)))
-
-
-def _session(deadline_s: float) -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0, force_close=True),
-        timeout=aiohttp.ClientTimeout(total=deadline_s))
-
-
-async def _get(session: aiohttp.ClientSession, endpoint: Endpoint,
-               path: str) -> tuple[int, str]:
-    async with session.get(endpoint.url(path), headers=endpoint.headers()) as resp:
-        return resp.status, await resp.text(errors="replace")
-
-
-async def probe_target(endpoint: Endpoint, *, deadline_s: float = 30.0) -> Probe:
-    """`/health`, then a tiny canary generation: tells a dead target from a wedged one.
-
-    The canary is skipped when `/health` does not answer at all (nothing to wedge)."""
-    try:
-        async with _session(deadline_s) as session:
-            status, _ = await _get(session, endpoint, "/health")
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        name = "TimeoutError" if isinstance(exc, asyncio.TimeoutError) else None
-        err = f"{name}: /health gave no answer within {deadline_s:g}s" if name else None
-        return Probe(health_status=None, health_error=err or describe_error(exc))
-    body = {"model": endpoint.model, "messages": [{"role": "user", "content": CANARY_PROMPT}],
-            "max_tokens": 4, "temperature": 0}
-    health_error = None if status == 200 else f"HTTP {status}"
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    ok, error = False, None
-    try:
-        async with _session(deadline_s) as session:
-            async with session.post(endpoint.url(CHAT_PATH), json=body,
-                                    headers=endpoint.headers()) as resp:
-                text = await resp.text(errors="replace")
-        if resp.status != 200:
-            error = f"HTTP {resp.status}: {text[:500]}"
-        else:
-            choices = json.loads(text).get("choices")
-            ok = isinstance(choices, list) and len(choices) > 0
-            error = None if ok else f"no choices: {text[:500]}"
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        if isinstance(exc, asyncio.TimeoutError) and not str(exc):
-            error = f"TimeoutError: canary gave no answer within {deadline_s:g}s"
-        else:
-            error = describe_error(exc)
-    return Probe(health_status=status, health_error=health_error, canary_ok=ok, canary_error=error,
-                 canary_latency_s=loop.time() - start)
-
-
-async def fetch_target_info(endpoint: Endpoint, *, deadline_s: float = 10.0) -> dict[str, Any]:
-    """The server's identity for bundles: `/version` and `/v1/models`. Best effort:
-    whatever cannot be fetched is None, with the reason under `errors`."""
-    info: dict[str, Any] = {"base_url": endpoint.base_url, "version": None, "models": None,
-                            "model_id": None, "max_model_len": None, "errors": {}}
-    async with _session(deadline_s) as session:
-        for path in ("/version", "/v1/models"):
-            try:
-                status, text = await _get(session, endpoint, path)
-                if status != 200:
-                    raise ValueError(f"HTTP {status}: {text[:200]}")
-                doc = json.loads(text)
-                if path == "/version":
-                    info["version"] = doc.get("version") if isinstance(doc, dict) else None
-                    continue
-                models = [m for m in doc.get("data", []) if isinstance(m, dict)]
-                info["models"] = models
-                chosen = next((m for m in models if m.get("id") == endpoint.model),
-                              models[0] if models else None)
-                if chosen is not None:
-                    info["model_id"] = chosen.get("id")
-                    info["max_model_len"] = chosen.get("max_model_len")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                info["errors"][path] = describe_error(exc)
-    return info

@@ -13,6 +13,7 @@ from fuzz.oracles import shapes  # noqa: F401  isort: skip
 from fuzz.oracles import answers  # noqa: F401  isort: skip
 from fuzz.oracles import spec  # noqa: F401  isort: skip
 from fuzz.oracles import leaks  # noqa: F401  isort: skip
+from fuzz.oracles import server_log  # noqa: F401  isort: skip
 from fuzz.oracles.reading import failure
 from fuzz.oracles.registry import ORACLES, Oracle, oracle
 

@@ -1,19 +1,25 @@
 """The real runner against the fault-injecting server: every misbehaviour becomes trace
-fields and the right oracle failure, never an exception."""
+fields and the right oracle failure, never an exception. The kept-alive connection tests
+use their own small server that closes idle connections and breaks reused ones on
+purpose: a stale connection must never become a transport failure, and a real reset
+must never be retried away."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import socket
+import struct
+from collections.abc import Awaitable
 from typing import Any
 
 import pytest
 from faults import FaultServer, fault_body
 
-from fuzz.model import Deadlines, Media, RequestSpec, Scenario, Trace, media_url
+from fuzz.model import Deadlines, Media, RequestSpec, Scenario, Trace, fixture_url, media_url
 from fuzz.oracles import check
-from fuzz.runner import Endpoint, fetch_target_info, probe_target, run_scenario
+from fuzz.runner import (Endpoint, HttpClient, fetch_target_info, probe_target,
+                         run_scenario)
 
 FAST = Deadlines(first_byte_s=0.3, stall_s=0.3, total_s=1.0)
 
@@ -112,7 +118,8 @@ def test_deadlines_fire_with_their_name(fault_server: FaultServer, fault: str,
     assert rt.deadline == deadline and rt.deadline_s == limit[deadline] and rt.error is None
     assert limit[deadline] - 0.05 <= rt.latency_s <= limit[deadline] + 0.5
     assert kinds(failures) == ["hang"]
-    assert failures[0].signature.endswith(f"|{deadline}>{limit[deadline]:g}s")
+    assert failures[0].signature.endswith(f"|{deadline}")  # the phase, not the limit
+    assert failures[0].evidence["deadline_s"] == limit[deadline]
     if deadline == "stall":
         assert rt.status == 200 and len(rt.events) == 2
 
@@ -227,3 +234,237 @@ def test_fetch_target_info(fault_server: FaultServer) -> None:
     info = asyncio.run(fetch_target_info(Endpoint(fault_server.base_url, "fault-model")))
     assert info["version"] == "0.0-fault" and info["model_id"] == "fault-model"
     assert info["max_model_len"] == 8192 and info["errors"] == {}
+
+
+def test_fixture_images_are_sent_as_http_urls_under_the_base(fault_server: FaultServer) -> None:
+    image = Media(data=b"\x89PNG fake", mime="image/png")
+    body = {"messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": fixture_url(f"/media/{image.sha256}")}}]}]}
+    trace = play(fault_server, RequestSpec(id="f", body=body), media=(image,),
+                 fixture_base_url="http://127.0.0.1:9/")
+    assert trace.request("f").status == 200
+    [sent] = fault_server.bodies
+    assert sent["messages"][0]["content"][0]["image_url"]["url"] == (
+        f"http://127.0.0.1:9/media/{image.sha256}")
+    trace = play(fault_server, RequestSpec(id="nobase", body=body), media=(image,))
+    assert trace.request("nobase").error.startswith("ValueError") and len(fault_server.bodies) == 1
+
+
+def test_cancelling_the_scenario_is_not_mistaken_for_a_deadline(
+        fault_server: FaultServer) -> None:
+    scenario = Scenario(requests=(RequestSpec(id="h", body=fault_body("hang")),))
+
+    async def main() -> None:
+        task = asyncio.ensure_future(run_scenario(Endpoint(fault_server.base_url, "m"),
+                                                  scenario, Deadlines(5, 5, 5), probe=False))
+        while not fault_server.arrivals:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+
+
+# ----------------------------------------------------------------- kept-alive connections
+
+class KeepAliveServer:
+    """A minimal HTTP/1.1 server that keeps connections alive and misbehaves on purpose.
+
+    `idle_close_s` closes a connection that has been idle that long (what uvicorn's
+    timeout_keep_alive does). `first` and `later` say what happens to the first request
+    of a connection and to the ones after it: "ok" (a JSON completion), "drop" (close
+    without a byte: the idle close racing a request, made deterministic), "reset" (TCP
+    reset, no byte), "partial_head" (half a status line, then close), "reset_mid"
+    (headers and half the body, then a reset); `by_id` overrides both for the request
+    ids it names. `log` has one (connection number, request number on it, request id)
+    per request received."""
+
+    def __init__(self, *, idle_close_s: float | None = None, first: str = "ok",
+                 later: str = "ok", by_id: dict[str, str] | None = None) -> None:
+        self.idle_close_s, self.first, self.later = idle_close_s, first, later
+        self.by_id = by_id or {}
+        self.log: list[tuple[int, int, str]] = []
+        self.connections = self.idle_closes = 0
+        self.server: asyncio.AbstractServer | None = None
+
+    async def __aenter__(self) -> str:
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(lambda: _KeepAliveConn(self), "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+    def ids(self) -> list[str]:
+        return [rid for _, _, rid in self.log]
+
+
+class _KeepAliveConn(asyncio.Protocol):
+    def __init__(self, server: KeepAliveServer) -> None:
+        server.connections += 1
+        self.server, self.number, self.served = server, server.connections, 0
+        self.buf = b""
+        self.idle: asyncio.TimerHandle | None = None
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.idle is not None:
+            self.idle.cancel()
+        self.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        if self.idle is not None:
+            self.idle.cancel()
+            self.idle = None
+        self.buf += data
+        head, sep, rest = self.buf.partition(b"\r\n\r\n")
+        if not sep:
+            return
+        length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")), 0)
+        if len(rest) < length:
+            return
+        body, self.buf = rest[:length], rest[length:]
+        self.served += 1
+        request_id = json.loads(body)["messages"][0]["content"]
+        self.server.log.append((self.number, self.served, request_id))
+        how = self.server.first if self.served == 1 else self.server.later
+        self.answer(self.server.by_id.get(request_id, how), request_id)
+
+    def answer(self, how: str, request_id: str) -> None:
+        transport = self.transport
+        assert transport is not None
+        payload = json.dumps({
+            "id": request_id, "object": "chat.completion", "created": 0, "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode()
+        head = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(payload))
+        if how == "ok":
+            transport.write(head + payload)
+            if self.server.idle_close_s is not None:
+                self.idle = asyncio.get_running_loop().call_later(self.server.idle_close_s,
+                                                                  self.close_idle)
+            return
+        if how == "partial_head":
+            transport.write(b"HTTP/1.1 20")
+        if how == "reset_mid":
+            transport.write(head + payload[:len(payload) // 2])
+        if how in ("reset", "reset_mid"):
+            sock = transport.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            transport.abort()
+        else:
+            transport.close()
+
+    def close_idle(self) -> None:
+        self.server.idle_closes += 1
+        if self.transport is not None:
+            self.transport.close()
+
+
+def chat(request_id: str, offset_ms: float = 0.0) -> RequestSpec:
+    return RequestSpec(id=request_id, offset_ms=offset_ms,
+                       body={"messages": [{"role": "user", "content": request_id}]})
+
+
+async def play_with(client: HttpClient, base_url: str, *specs: RequestSpec) -> list[Any]:
+    """One scenario through `client`'s connections; its failures per request."""
+    scenario = Scenario(requests=specs)
+    trace = await run_scenario(Endpoint(base_url, "m"), scenario, FAST, probe=False,
+                               metrics=False, client=client)
+    assert [rt.id for rt in trace.requests] == [spec.id for spec in specs]
+    return [(rt, [f for f in check(scenario, trace) if f.request_id == rt.id])
+            for rt in trace.requests]
+
+
+def sequential(base_url: str, client: HttpClient, ids: list[str]) -> Awaitable[list[Any]]:
+    """One single-request scenario after another, all through `client`'s connections:
+    (request trace, its failures) per request."""
+    async def run() -> list[Any]:
+        return [r for rid in ids for r in await play_with(client, base_url, chat(rid))]
+    return run()
+
+
+def run_with_client(server: KeepAliveServer, body: Any, **client_kw: Any) -> Any:
+    async def main() -> Any:
+        async with server as base_url, HttpClient(**client_kw) as client:
+            return await body(base_url, client)
+    return asyncio.run(main())
+
+
+def test_idle_closes_by_the_server_across_idle_gaps_are_not_failures() -> None:
+    server = KeepAliveServer(idle_close_s=0.05)
+
+    async def body(base_url: str, client: HttpClient) -> list[Any]:
+        results = []
+        for i, gap_s in enumerate([0, 0.01, 0.04, 0.05, 0.06, 0.1, 0, 0.045, 0.055, 0.2]):
+            await asyncio.sleep(gap_s)  # idle gaps around the server's keep-alive timeout
+            results += await play_with(client, base_url,
+                                       *(chat(f"s{i}r{j}", 20.0 * j) for j in range(4)))
+        return results
+
+    results = run_with_client(server, body)  # the client would keep connections for 2 s
+    assert server.idle_closes > 0 and server.connections > 1
+    assert [(rt.status, rt.error, failures) for rt, failures in results] == (
+        [(200, None, [])] * len(results))
+
+
+@pytest.mark.parametrize("later", ["drop", "reset"])
+def test_a_close_racing_a_request_on_a_reused_connection_is_retried_once(later: str) -> None:
+    server = KeepAliveServer(later=later)
+    ids = [f"r{i}" for i in range(6)]
+
+    async def body(base_url: str, client: HttpClient) -> tuple[list[Any], int]:
+        return await sequential(base_url, client, ids), client.stale_retries
+
+    results, retries = run_with_client(server, body)
+    assert [(rt.status, rt.error, failures) for rt, failures in results] == (
+        [(200, None, [])] * len(ids))
+    # every second request met a reused connection that died before answering, and was
+    # sent once more, as the first request of a new connection
+    tries = {rid: [(conn, n) for conn, n, r in server.log if r == rid] for rid in ids}
+    assert retries == 3 and [len(tries[rid]) for rid in ids] == [1, 2] * 3
+    for (conn, n), (again_conn, again_n) in (t for t in tries.values() if len(t) == 2):
+        assert n > 1 and again_n == 1 and again_conn != conn
+
+
+@pytest.mark.parametrize("warm, fault, sent, status, error", [
+    (False, "reset", 1, None, "ClientOSError"),          # on a fresh connection: never retried
+    (True, "reset_mid", 1, 200, "ClientPayloadError"),   # mid-response on a reused one
+    (True, "partial_head", 1, None, "ServerDisconnectedError"),  # half a status line
+    (True, "reset", 2, None, "ClientOSError"),           # every time: the retry is reset too
+    (True, "drop", 2, None, "ServerDisconnectedError"),  # every time: the retry is dropped too
+])
+def test_real_resets_are_still_reported(warm: bool, fault: str, sent: int, status: int | None,
+                                        error: str) -> None:
+    server = KeepAliveServer(by_id={"r": fault})
+
+    async def body(base_url: str, client: HttpClient) -> list[Any]:
+        if warm:  # leave a good kept-alive connection for "r" to reuse
+            await sequential(base_url, client, ["warm"])
+        return await sequential(base_url, client, ["r"])
+
+    [(rt, failures)] = run_with_client(server, body)
+    assert rt.status == status and rt.error.startswith(error), rt.error
+    assert kinds(failures) == ["transport"]
+    assert server.ids().count("r") == sent
+
+
+def test_client_drops_connections_idle_longer_than_keepalive() -> None:
+    server = KeepAliveServer()
+
+    async def body(base_url: str, client: HttpClient) -> int:
+        await sequential(base_url, client, ["a", "b"])  # b reuses a's connection
+        await asyncio.sleep(0.15)  # longer than the client's keep-alive
+        await sequential(base_url, client, ["c"])
+        return client.stale_retries
+
+    assert run_with_client(server, body, keepalive_s=0.1) == 0
+    assert [conn for conn, _, _ in server.log] == [1, 1, 2]

@@ -80,23 +80,50 @@ def test_written_bundle_matches_schema(written: Path) -> None:
 def test_issue_md_is_ready_to_paste(written: Path) -> None:
     issue = (written / "ISSUE.md").read_text()
     title = issue.splitlines()[0]
-    assert title.startswith("# server_error: EngineCore encountered an issue id=<n>")
-    assert SIG in issue and "**2/3**" in issue and "2/3 runs" in issue
-    assert "python repro.py --endpoint http://127.0.0.1:8000" in issue
+    assert title == "# [Bug]: HTTP 500: EngineCore encountered an issue after 2 concurrent chat requests"
+    assert "<!-- Use the line above as the title" in issue  # invisible once pasted
+    for section in ("### Your current environment", "### 🐛 Describe the bug",
+                    "**Expected:**", "**Actual:**", "**Reproduction rate:** 2 of 3 runs of this scenario",
+                    "### What the scenario needs", "### Steps to reproduce",
+                    "### Recorded answers", "### How it was found", "### What we know so far"):
+        assert section in issue, section
+    assert SIG in issue and "python repro.py --endpoint http://127.0.0.1:8000" in issue
+    assert "- `r1`: HTTP 500: EngineCore" in issue  # actual, from repro.py's own check
+    assert "replays 3 times by default" in issue
     curls = [line for line in issue.splitlines() if line.lstrip("(").startswith(("curl", "sleep"))]
     assert len(curls) == 2 and all("--data-binary" in c for c in curls)
     assert '"model":"tiny-qwen3-vl"' in curls[0] and "data:image/png;base64," in curls[0]
     assert "sleep 0.013" in curls[1] and "wait" in issue
     for need in ("2 requests (minimized from 40)", "concurrently", "images: 1",
                  "streaming: 1 of 2", "structured output: response_format",
-                 'tool_choice "required"', "0.11.0", "status 500"):
+                 'tool_choice "required"', "vLLM: 0.11.0", "vlfuzz 0.1.0 (seed 7)",
+                 "Minimized from 40 requests to 2"):
         assert need in issue, need
 
 
-def test_issue_points_to_bundle_json_for_big_bodies(tmp_path: Path) -> None:
+def test_issue_sends_big_bodies_from_files(tmp_path: Path) -> None:
     issue = (write_bundle(sample_bundle(big_image=True), tmp_path) / "ISSUE.md").read_text()
-    assert "see bundle.json" in issue
-    assert sum(line.lstrip("(").startswith(("curl", "sleep")) for line in issue.splitlines()) == 1
+    assert "python repro.py --dump-bodies .  # writes r0.json" in issue
+    assert "--data-binary @r0.json" in issue and "data:image/png" not in issue.split(
+        "### Recorded answers")[0]
+
+
+def test_issue_describes_the_embedded_target_and_server_command(tmp_path: Path) -> None:
+    import dataclasses
+
+    target = {"model_id": "vlfuzz-tiny-qwen3-vl", "version": "0.32.0", "embedded": True,
+              "server_argv": ["-m", "vllm.entrypoints.openai.api_server", "--model",
+                              "/root/.cache/vlfuzz/checkpoints/tiny", "--host", "127.0.0.1",
+                              "--port", "40797", "--limit-mm-per-prompt", '{"image": 8}'],
+              "server_log_tail": "(EngineCore pid=1) ERROR 11-27 05:31:51 [core.py:1] x\n"
+                                 "(EngineCore pid=1) ERROR 11-27 05:31:51 [core.py:1] "
+                                 "RuntimeError: CPU Generator does not use offset\n"}
+    issue = (write_bundle(dataclasses.replace(sample_bundle(), target=target), tmp_path)
+             / "ISSUE.md").read_text()
+    assert ("python -m vllm.entrypoints.openai.api_server --model ~/.cache/vlfuzz/checkpoints/"
+            "tiny --limit-mm-per-prompt '{\"image\": 8}'") in issue
+    assert "40797" not in issue and "the CPU build" in issue and "randomly initialised" in issue
+    assert "RuntimeError: CPU Generator does not use offset\n```" in issue
 
 
 def test_repro_py_compiles(written: Path) -> None:
@@ -105,6 +132,12 @@ def test_repro_py_compiles(written: Path) -> None:
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     status = 200
+
+    def do_GET(self) -> None:  # noqa: N802 - /health and /v1/models, as repro.py asks first
+        doc = {"data": [{"id": "tiny-qwen3-vl"}]} if self.path == "/v1/models" else {}
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(json.dumps(doc).encode())
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -127,13 +160,15 @@ def test_repro_py_runs_against_loopback(written: Path, status: int, code: int) -
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         proc = subprocess.run([sys.executable, str(written / "repro.py"), "--endpoint",
-                               f"http://127.0.0.1:{server.server_port}", "--timeout", "10"],
+                               f"http://127.0.0.1:{server.server_port}", "--timeout", "10",
+                               "--runs", "1"],
                               capture_output=True, text=True, timeout=30)
     finally:
         server.shutdown()
         server.server_close()
     assert proc.returncode == code, proc.stdout + proc.stderr
     assert "[r0 +0ms]" in proc.stdout and "[r1 +12.5ms]" in proc.stdout
+    assert ("STILL FAILING" if code else "NOT REPRODUCED") in proc.stdout
     seen = server.seen  # type: ignore[attr-defined]
     assert len(seen) == 2 and all(b["model"] == "tiny-qwen3-vl" for b in seen)
     assert "data:image/png;base64," in json.dumps(seen)
@@ -286,3 +321,130 @@ def test_minimizer_statistics_and_schedule_reach_bundle_and_issue(tmp_path: Path
     loaded = load_bundle(path)
     assert loaded.fuzzer["minimizer"] == stats
     assert "schedule: r1 and r4 must overlap" in (path / "ISSUE.md").read_text()
+
+
+# --- triage ------------------------------------------------------------------------------
+
+
+def test_triage_round_trips_and_matches_schema(tmp_path: Path) -> None:
+    import dataclasses
+
+    from fuzz.bundle_triage import BundleTriage
+
+    triage = BundleTriage("vllm-bug", ("0.32.0", "0.32.0", "0.33.0"), "seeded sampling on CPU",
+                          "https://github.com/vllm-project/vllm/issues/1", "2026-11-27")
+    assert triage.versions_seen == ("0.32.0", "0.33.0")
+    path = write_bundle(dataclasses.replace(sample_bundle(), triage=triage), tmp_path)
+    doc = json.loads((path / "bundle.json").read_text())
+    jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text())).validate(doc)
+    assert load_bundle(path).triage == triage
+    issue = (path / "ISSUE.md").read_text()
+    assert "Believed to be a bug in vLLM. (vlfuzz triage: `vllm-bug`)" in issue
+    assert "Seen on vLLM 0.32.0, 0.33.0." in issue and "seeded sampling on CPU" in issue
+    assert "Tracked in https://github.com/vllm-project/vllm/issues/1" in issue
+
+
+@pytest.mark.parametrize("kwargs,why", [
+    ({"verdict": "probably-fine"}, "not one of"),
+    ({"upstream": "javascript:alert(1)"}, "http"),
+    ({"updated": "yesterday"}, "YYYY-MM-DD"),
+    ({"versions_seen": ("",)}, "empty version"),
+])
+def test_triage_values_are_checked(kwargs: dict, why: str) -> None:
+    from fuzz.bundle_triage import BundleTriage
+
+    with pytest.raises(ValueError, match=why):
+        BundleTriage(**kwargs)
+
+
+@pytest.mark.parametrize("edit,why", [
+    (lambda d: d.update(triage={"verdict": "wontfix"}), "schema at triage/verdict"),
+    (lambda d: d.update(triage={"verdict": "vllm-bug", "extra": 1}), "schema at triage"),
+    (lambda d: d.update(triage={"note": "no verdict"}), "schema at triage"),
+    (lambda d: d.update(triage={"verdict": "untriaged", "upstream": "file:///etc/passwd"}),
+     "schema at triage/upstream"),
+])
+def test_hostile_triage_is_rejected(written: Path, edit, why: str) -> None:
+    with pytest.raises(BundleError, match=why):
+        load_bundle(_edit_json(written, edit))
+
+
+def test_set_triage_changes_only_triage_and_refreshes_the_rest(written: Path) -> None:
+    from fuzz.bundle import set_triage
+    from fuzz.bundle_triage import BundleTriage
+
+    before = json.loads((written / "bundle.json").read_text())
+    twin = written.with_name(written.name + ".tar.gz")
+    bundle = set_triage(written, BundleTriage("model-artefact", note="tiny model says null"))
+    after = json.loads((written / "bundle.json").read_text())
+    assert after.pop("triage") == bundle.triage.to_json() and after == before
+    assert "tiny model says null" in (written / "ISSUE.md").read_text()
+    assert load_bundle(twin).triage == bundle.triage  # the .tar.gz twin follows
+    assert sorted(p.name for p in written.parent.iterdir()) == [written.name, twin.name]
+
+
+def test_set_triage_is_atomic(written: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from fuzz import bundle as bundle_module
+    from fuzz.bundle_triage import BundleTriage
+
+    original = (written / "bundle.json").read_bytes()
+
+    def broken_replace(src, dst):  # the disk fills up at the last moment
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(bundle_module.os, "replace", broken_replace)
+    with pytest.raises(OSError):
+        bundle_module.set_triage(written, BundleTriage("vllm-bug"))
+    monkeypatch.setattr(bundle_module.os, "replace", os.replace)
+    assert (written / "bundle.json").read_bytes() == original
+    assert not [p for p in written.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_set_triage_refuses_archives_and_broken_bundles(written: Path, tmp_path: Path) -> None:
+    from fuzz.bundle import set_triage
+    from fuzz.bundle_triage import BundleTriage
+
+    with pytest.raises(BundleError, match="archive; unpack it first"):
+        set_triage(written.with_name(written.name + ".tar.gz"), BundleTriage())
+    next((written / "media").iterdir()).write_bytes(b"tampered")
+    with pytest.raises(BundleError, match="corrupt"):
+        set_triage(written, BundleTriage())
+
+
+def test_pack_writes_only_the_archive(written: Path, tmp_path: Path) -> None:
+    from fuzz.bundle import pack_bundle
+
+    out = tmp_path / "attach"
+    archive = pack_bundle(load_bundle(written), out)
+    assert [p.name for p in out.iterdir()] == [archive.name]
+    assert load_bundle(archive) == sample_bundle()
+
+
+@pytest.mark.parametrize("bad_id", ["../../x", "r0\nrm -rf ~", "", "r0;touch pwned", "-r"])
+def test_request_ids_that_could_escape_files_or_shell_lines_are_rejected(written: Path,
+                                                                         bad_id: str) -> None:
+    def edit(d):
+        d["scenario"]["requests"][0]["id"] = bad_id
+    with pytest.raises(BundleError, match="schema at scenario/requests/0/id"):
+        load_bundle(_edit_json(written, edit))
+
+
+def test_curl_lines_quote_what_they_take_from_the_bundle() -> None:
+    from fuzz.curl import curl_script
+
+    spec = RequestSpec("r0", {"messages": []}, path="/v1/x$(touch pwned)", method="POST")
+    lines, _ = curl_script(Scenario((spec,)), "m")
+    assert "'/v1/x$(touch pwned)'" in lines[1] and '"$ENDPOINT"' in lines[1]
+
+
+def test_server_text_cannot_break_out_of_the_issue_code_blocks(tmp_path: Path) -> None:
+    import dataclasses
+
+    evil = "```\n# Injected heading\n````"
+    b = sample_bundle()
+    trace = Trace(tuple(dataclasses.replace(r, body=evil) if r.id == "r1" else r
+                        for r in b.trace.requests), b.trace.deadlines)
+    issue = (write_bundle(dataclasses.replace(b, trace=trace), tmp_path) / "ISSUE.md").read_text()
+    assert "  `````\n  ```\n  # Injected heading\n  ````\n  `````" in issue

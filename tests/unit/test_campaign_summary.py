@@ -1,6 +1,6 @@
 """Pure pieces of the campaign: which new failure gets minimized, and the rates reported."""
 
-from fuzz.campaign import primary_failure
+from fuzz.triage import primary_failure
 from fuzz.model import Failure
 
 

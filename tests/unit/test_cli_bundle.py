@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import tarfile
 from pathlib import Path
+
+import pytest
 
 from fuzz.bundle import load_bundle
 from fuzz.cli import main
@@ -26,6 +30,7 @@ def test_pack_writes_one_loadable_archive_and_reports_its_size(tmp_path, capsys)
     line = capsys.readouterr().out.strip()
     archive = Path(line.split(" (")[0])
     assert archive.parent == tmp_path and archive.name.endswith(".tar.gz")
+    assert list(tmp_path.iterdir()) == [archive]  # the archive, nothing else
     assert line.endswith("KiB)")
     with tarfile.open(archive) as tf:
         assert any(m.name.endswith("/ISSUE.md") for m in tf.getmembers())
@@ -43,3 +48,58 @@ def test_repeat_is_an_alias_of_runs():
 
     args = build_parser().parse_args(["replay", "x", "--repeat", "5"])
     assert args.runs == 5
+
+
+@pytest.fixture
+def tool_copy(tmp_path: Path) -> Path:
+    return Path(shutil.copytree(TOOL, tmp_path / TOOL.name))
+
+
+def test_triage_sets_the_verdict_and_show_prints_it(tool_copy: Path, capsys) -> None:
+    before = json.loads((tool_copy / "bundle.json").read_text())
+    assert main(["bundle", "triage", str(tool_copy), "--verdict", "model-artefact",
+                 "--note", "the tiny model answers null", "--seen", "0.32.0"]) == 0
+    after = json.loads((tool_copy / "bundle.json").read_text())
+    triage = after.pop("triage")
+    before.pop("triage", None)
+    assert after == before  # nothing else in bundle.json changed
+    assert triage["verdict"] == "model-artefact" and "0.32.0" in triage["versions_seen"]
+    assert triage["note"] == "the tiny model answers null" and len(triage["updated"]) == 10
+    out = capsys.readouterr().out
+    assert "model-artefact" in out and "the tiny model answers null" in out
+    assert "the tiny model answers null" in (tool_copy / "ISSUE.md").read_text()
+    assert main(["bundle", "triage", str(tool_copy), "--seen", "0.33.0"]) == 0
+    kept = load_bundle(tool_copy).triage
+    assert kept.verdict == "model-artefact" and kept.note == "the tiny model answers null"
+    assert kept.versions_seen[-1] == "0.33.0"
+    assert main(["bundle", "show", str(tool_copy)]) == 0
+    assert "Seen on vLLM" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--upstream", "not a url"], "http(s) URL"),
+])
+def test_triage_refuses_bad_values(tool_copy: Path, capsys, args, message) -> None:
+    original = (tool_copy / "bundle.json").read_bytes()
+    assert main(["bundle", "triage", str(tool_copy), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert (tool_copy / "bundle.json").read_bytes() == original
+
+
+def test_triage_refuses_an_unknown_verdict_and_archives(tool_copy: Path, tmp_path: Path,
+                                                        capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["bundle", "triage", str(tool_copy), "--verdict", "meh"])
+    assert main(["bundle", "pack", str(tool_copy), "--out", str(tmp_path / "a")]) == 0
+    archive = next((tmp_path / "a").iterdir())
+    capsys.readouterr()
+    assert main(["bundle", "triage", str(archive), "--verdict", "vllm-bug"]) == 2
+    assert "unpack it first" in capsys.readouterr().err
+
+
+def test_refresh_rerenders_issue_and_repro(tool_copy: Path) -> None:
+    (tool_copy / "ISSUE.md").write_text("stale")
+    (tool_copy / "repro.py").write_text("stale")
+    assert main(["bundle", "refresh", str(tool_copy)]) == 0
+    assert (tool_copy / "ISSUE.md").read_text().startswith("# [Bug]: ")
+    assert "CHECK = check_tool_calls" in (tool_copy / "repro.py").read_text()

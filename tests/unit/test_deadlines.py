@@ -129,3 +129,31 @@ def test_scenario_helpers() -> None:
     assert per["a"].total_s == 4.0 and per["b"].total_s == 20.0
     assert p.scenario_deadlines(scenario).total_s == 20.0
     assert policy().scenario_deadlines(Scenario(requests=())) == CEIL
+
+
+def test_step_up_rounds_to_one_two_five() -> None:
+    from fuzz.deadlines import step_up
+
+    assert [step_up(v) for v in (0.3, 0.5, 1.2, 4.0, 5.0, 7.0, 40.0, 120.0)] == \
+        [0.5, 0.5, 2.0, 5.0, 5.0, 10.0, 50.0, 200.0]
+
+
+def test_steps_keep_few_limits_in_use_and_never_pass_the_ceiling() -> None:
+    p = policy(steps=True)
+    for total in (1.0, 2.0, 3.0, 4.0, 10.0):
+        p.observe(text(), done(total, first=total / 2, chunks=(total,)))
+    assert p.deadlines_for(text()) == Deadlines(first_byte_s=20.0, stall_s=20.0, total_s=50.0)
+    slow = policy(steps=True)
+    for _ in range(5):
+        slow.observe(text(), done(70.0, first=60.0, chunks=(70.0,)))
+    assert slow.deadlines_for(text()) == CEIL  # 240 and 280 step up past the ceiling
+
+
+def test_source_and_overall_say_what_was_learnt() -> None:
+    p = policy(overrides={"stall_s": 7.0})
+    assert p.overall() is None
+    assert [p.source(text(), ph) for ph in ("first_byte_s", "stall_s")] == ["ceiling", "override"]
+    for _ in range(5):
+        p.observe(text(), done(1.0, chunks=(1.0,)))
+    assert p.source(text(), "first_byte_s") == "learnt"
+    assert p.overall() == Deadlines(first_byte_s=1.0, stall_s=7.0, total_s=4.0)

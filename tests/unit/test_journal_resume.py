@@ -75,3 +75,30 @@ def test_folding_the_records_gives_the_summary_the_live_campaign_had() -> None:
     ledger.apply(again, {"type": "minimized", "signature": fail.signature, "requests_after": 1,
                          "reproduced": "3/3", "note": "ok"})
     assert not again.pending_minimizations and again.failures[fail.signature].requests_after == 1
+
+
+def test_workers_journals_fold_into_one_summary() -> None:
+    fail = Failure(kind="server_error", signature="server_error|500|boom", message="boom")
+    journals: dict[int, list[dict]] = {}
+    for worker in (0, 1):
+        scenario, trace = _scenario_and_trace(2)
+        records = [{"type": "started", "target": {"model": "m"}, "t": 0.0},
+                   ledger.scenario_record(0, 0, 5.0 + worker, scenario, trace, [fail]),
+                   ledger.failure_record(0, 5.0, fail, new=True, requests=2,
+                                         minimize=ledger.PENDING),
+                   {"type": "finished", "stopped_because": "duration reached", "t": 9.0 + worker}]
+        if worker == 0:
+            records.insert(-1, {"type": "minimized", "signature": fail.signature, "t": 8.0,
+                                "requests_after": 1, "reproduced": "3/3", "note": "ok"})
+        journals[worker] = records
+    s = ledger.fold_journals(journals, Summary(seed=1, endpoint="x"))
+    assert (s.scenarios, s.requests, s.sessions, s.elapsed_s) == (2, 4, 1, 10.0)
+    assert s.failures[fail.signature].count == 2
+    assert s.pending_minimizations == {fail.signature}, "worker 1 still owes its minimization"
+    assert s.requests_per_s == 2 * (2 / 0.5), "the workers' rates add up"
+    assert s.stopped_because == "duration reached"
+    journals[1][-1] = {"type": "finished", "stopped_because": "interrupted"}
+    del journals[1][2]
+    s = ledger.fold_journals(journals, Summary(seed=1, endpoint="x"))
+    assert s.stopped_because == "worker 0: duration reached; worker 1: interrupted"
+    assert not s.pending_minimizations

@@ -113,3 +113,39 @@ def test_plugin_import_is_light() -> None:
             " 'jsonschema') if m in sys.modules]\n"
             "assert not heavy, heavy\n")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent)
+
+
+def test_subprocess_pytest_replays_real_bundles_against_a_server(tmp_path: Path) -> None:
+    """The whole stack in a separate pytest process: plugin -> replay -> runner ->
+    oracles, against an in-process server that still has one bug and fixed the other."""
+    import asyncio
+
+    from faults import fault_body
+    from fixable_server import Target
+
+    from fuzz.oracles import check
+    from fuzz.runner import Endpoint, run_scenario
+
+    bodies = {"still": fault_body("error", status=500, message="boom"),
+              "fixed": fault_body("ok", usage={"prompt_tokens": 1, "completion_tokens": 1,
+                                               "total_tokens": 5})}
+    with Target() as server:
+        for name, body in bodies.items():
+            scenario = Scenario((RequestSpec("r0", body),))
+            trace = asyncio.run(run_scenario(Endpoint(server.base_url, "fault-model"), scenario,
+                                             Deadlines(3, 3, 5), probe=False, metrics=False))
+            failure = check(scenario, trace)[0]
+            write_bundle(Bundle(scenario, failure, trace, (1, 1), {"model_id": "fault-model"},
+                                fuzzer_info(0), 1), tmp_path / "bundles" / name)
+    (tmp_path / "bundles" / "broken.tar.gz").write_bytes(b"not an archive")
+    # Bundles replay one after another, sorted: "fixed" first, and it gets a right answer.
+    with Target(fixed={"fault": "ok"}, fixed_for=1) as server:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", *FAST, "-q", "-rA", "--vlfuzz-bundles", "bundles",
+             "--vlfuzz-endpoint", server.base_url, "--vlfuzz-runs", "1"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    out = proc.stdout
+    assert proc.returncode == pytest.ExitCode.TESTS_FAILED, out + proc.stderr
+    assert "1 failed, 1 passed, 1 error" in out, out
+    assert "STILL FAILING 1/1  server_error|500|boom" in out
+    assert "broken.tar.gz" in out and "rejected archive" in out

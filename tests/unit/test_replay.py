@@ -181,3 +181,63 @@ def test_check_health_on_loopback() -> None:
         port = s.getsockname()[1]
     problem = asyncio.run(check_health(FakeEndpoint(f"http://127.0.0.1:{port}", "m"), 2.0))
     assert problem is not None and "failed" in problem
+
+
+def test_triage_is_shown_and_recorded_deadlines_are_used() -> None:
+    from dataclasses import replace
+
+    from fuzz.bundle_triage import BundleTriage
+    from fuzz.junit import junit_xml
+    from fuzz.replay import _bundle_runner
+    from fuzz.runner import run_scenario
+
+    bundle = replace(make_bundle("sig"), triage=BundleTriage("model-artefact"),
+                     fuzzer={**fuzzer_info(1), "request_deadlines": {
+                         "r0": {"first_byte_s": 9.0, "stall_s": 8.0, "total_s": 20.0}}})
+    r = replay(bundle, Fakes([["sig"]]))
+    assert r.line().endswith("(triage: model-artefact)")
+    assert b"triage: model-artefact" in junit_xml([r])
+    run = _bundle_runner(bundle, use_recorded=True)
+    assert run.keywords == {"request_deadlines": {"r0": Deadlines(9.0, 8.0, 20.0)}}
+    assert _bundle_runner(bundle, use_recorded=False) is run_scenario
+
+
+def test_round_trip_against_in_process_servers(tmp_path: Path) -> None:
+    """write -> validate -> load -> replay with the real runner and oracles: STILL
+    FAILING against the buggy server, FIXED once fixed, ERROR when it is down."""
+    from faults import fault_body
+    from fixable_server import Target
+
+    from fuzz.oracles import check
+    from fuzz.runner import Endpoint, run_scenario
+
+    scenario = Scenario((RequestSpec("r0", fault_body("ok", tool_calls=[["f", "[]"]]) | {
+        "tools": [{"type": "function", "function": {"name": "f"}}],
+        "tool_choice": "required"}),))
+    with Target() as server:
+        trace = asyncio.run(run_scenario(Endpoint(server.base_url, "fault-model"), scenario,
+                                         Deadlines(3, 3, 5), settle_cap_s=0.2))
+    failure = next(f for f in check(scenario, trace) if f.kind == "tool_call_invalid")
+    write_bundle(Bundle(scenario, failure, trace, (1, 1), {"model_id": "fault-model"},
+                        fuzzer_info(0), 1), tmp_path / "bundles")
+    junit = tmp_path / "junit.xml"
+
+    def replay_against(url: str) -> tuple[int, list[str]]:
+        lines: list[str] = []
+        code = replay_paths([tmp_path / "bundles"], Endpoint(url, ""), runs=2,
+                            junit_path=junit, out=lines.append)
+        return code, lines
+
+    with Target() as server:
+        code, lines = replay_against(server.base_url)
+    assert code == 1 and lines[0].startswith("STILL FAILING 2/2  tool_call_invalid|200|")
+    assert ET.parse(junit).getroot().find("testsuite").get("failures") == "1"
+    with Target(fixed={"fault": "ok", "tool_calls": [["f", "{}"]]}) as server:
+        code, lines = replay_against(server.base_url)
+    assert code == 0 and lines[0].startswith("FIXED         0/2")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code, lines = replay_against(f"http://127.0.0.1:{port}")
+    assert code == 2 and lines[0].startswith("ERROR") and "health" in lines[0]
+    assert ET.parse(junit).getroot().find("testsuite").get("errors") == "1"

@@ -1,5 +1,6 @@
 """summary.json matches its schema; report.html is self-contained and shows the
-failures with links to their bundles; progress lines carry what an operator needs."""
+failures with links to their bundles; progress lines carry what an operator needs;
+server states, steering and the isolation oracles' counters reach all three outputs."""
 
 from __future__ import annotations
 
@@ -124,3 +125,83 @@ def test_progress_tty_updates_in_place_and_plain_logs_lines() -> None:
     line = status_line(s, 61.0, 539.0)
     for part in ("1m01s elapsed", "8m59s left", "in flight 7", "minimizations pending 0", "target up"):
         assert part in line
+
+
+def _greybox_summary(tmp_path: Path) -> Summary:
+    """Three scenarios (a fresh one, a mutant, a fresh one) with server states and
+    isolation counters, after a calibration."""
+    s = _summary(tmp_path)
+    noise = {"format_version": 1, "margin_threshold": 0.04, "max_logprob_delta": 0.01,
+             "max_flip_margin": 0.0, "probes": 4, "safety": 2.0, "min_margin": 0.02,
+             "batches": [{"batch_size": 1, "runs": 8, "diverged": 0, "max_logprob_delta": 0.0,
+                          "max_flip_margin": 0.0, "first_positions": []},
+                         {"batch_size": 2, "runs": 8, "diverged": 1, "max_logprob_delta": 0.01,
+                          "max_flip_margin": 0.0, "first_positions": [5]}]}
+    counts = {"probes": 1, "victims": 1, "suspects": 1, "confirmed": 0, "unconfirmed": 1,
+              "replays": 3, "slow_suspects": 0, "slow_confirmed": 0, "slow_unconfirmed": 0,
+              "slow_replays": 0, "s": 2.5}
+    for r in [{"type": "noise", "source": "measured", "image": True, "model": noise, "t": 2.0},
+              {"type": "victim", "spec": {"id": "iso-victim", "body": {}},
+               "alone": {"key": "k", "samples": [], "medians": {"ttft_s": 0.05, "tpot_s": None,
+                                                                "e2e_s": 0.2}}, "t": 3.0},
+              {"type": "scenario", "index": 1, "round": 0, "t": 5.0, "requests": 1, "wall_s": 0.1,
+               "outcomes": ["200"], "latencies_ms": [100.0], "features": {},
+               "failures": [], "origin": "generated", "isolation": counts,
+               "server_features": ["preemptions:1", "log:traceback:x.py:ValueError"]},
+              {"type": "scenario", "index": 2, "round": 0, "t": 6.0, "requests": 2, "wall_s": 0.1,
+               "outcomes": ["200", "200"], "latencies_ms": [100.0, 100.0], "features": {},
+               "failures": [], "origin": "splice+duplicate", "isolation": {"skipped": "hang"},
+               "server_features": ["preemptions:2-3", "preemptions:1"]},
+              {"type": "scenario", "index": 3, "round": 0, "t": 7.0, "requests": 1, "wall_s": 0.1,
+               "outcomes": ["200"], "latencies_ms": [100.0], "features": {}, "failures": [],
+               "origin": "generated", "server_features": ["preemptions:1"]}]:
+        ledger.apply(s, r)
+    return s
+
+
+def test_server_states_steering_and_isolation_reach_every_output(tmp_path: Path) -> None:
+    s = _greybox_summary(tmp_path)
+    assert s.server_states == {"preemptions:1": 3, "preemptions:2-3": 1,
+                               "log:traceback:x.py:ValueError": 1}
+    assert s.state_first_origin["preemptions:2-3"] == "splice+duplicate" and s.steered == 1
+    assert (s.origins["generated"], s.origins_new["generated"]) == (3, 1)  # the first was new
+    assert (s.origins["duplicate"], s.origins_new["duplicate"]) == (1, 1)
+    write_reports(tmp_path, s)
+    doc = json.loads((tmp_path / "summary.json").read_text())
+    validate_summary(doc)
+    rows = {r["feature"]: r for r in doc["server_states"]}
+    assert rows["preemptions:2-3"] == {"feature": "preemptions:2-3", "family": "preemptions",
+                                       "scenarios": 1, "first_seen_s": 6.0,
+                                       "origin": "splice+duplicate"}
+    assert [r["family"] for r in doc["server_states"]] == ["preemptions", "preemptions", "log"]
+    assert doc["steering"]["origins"]["splice"] == {"scenarios": 1, "new_states": 1}
+    iso = doc["isolation"]
+    assert iso["enabled"] and iso["noise"]["model"]["margin_threshold"] == 0.04
+    assert (iso["scenarios_judged"], iso["scenarios_skipped"]) == (1, 1)
+    assert (iso["suspects"], iso["confirmed"], iso["unconfirmed"], iso["replays"]) == (1, 0, 1, 3)
+    assert iso["victim_alone_medians_s"]["ttft_s"] == 0.05 and iso["judging_s"] == 2.5
+
+    report = (tmp_path / "report.md").read_text()
+    assert "## Server states reached (3)" in report and "`preemptions:2-3`" in report
+    assert "## Isolation and interference" in report
+    assert "isolation suspects 1: confirmed 0, not confirmed 1 (3 replays)" in report
+    assert "1 of 4 were steered mutants" in report
+    assert "Reached first by a steering mutant (1): `preemptions:2-3` (splice+duplicate)" in report
+
+    page = _Page()
+    page.feed((tmp_path / "report.html").read_text())
+    cells = [a for t, a in page.tags if t == "tr" and a.get("class") == "server-state"]
+    assert len(cells) == 3
+    text = "".join(page.text)
+    assert "splice+duplicate" in text and "isolation suspects 1 (0 confirmed)" in text
+
+
+def test_a_summary_without_greybox_records_still_validates(tmp_path: Path) -> None:
+    write_reports(tmp_path, _summary(tmp_path))
+    doc = json.loads((tmp_path / "summary.json").read_text())
+    validate_summary(doc)
+    assert doc["server_states"] == [] and not doc["isolation"]["enabled"]
+    assert "None observed" in (tmp_path / "report.md").read_text()
+    assert "Isolation and interference" not in (tmp_path / "report.md").read_text()
+    for key in ("server_states", "steering", "isolation"):  # optional within version 1
+        validate_summary({k: v for k, v in doc.items() if k != key})

@@ -1,0 +1,692 @@
+"""The checks a bundle's `repro.py` runs: one per failure kind, in plain standard-library
+Python, because repro.py must run with nothing but Python and aiohttp.
+
+`repro_template` copies the source of the one check a bundle needs, and of the helpers
+it calls, into that bundle's repro.py; `issue` runs the same check on the recorded
+evidence. So the "actual" in ISSUE.md and repro.py's verdict come from one function.
+They restate the oracles (`fuzz.oracles`) without vlfuzz or jsonschema; the tests hold
+them to the oracles' verdicts.
+
+Every check has the signature `check(pairs, after, failure, data) -> outcomes`:
+
+- `pairs`: (req, res) per request. `req` is a request of bundle.json's scenario;
+  `res` is what happened to it: `status`, `body` (text, non-streaming answers),
+  `events` (SSE `data:` payloads), `content_type`, `error` (transport failure),
+  `deadline`/`deadline_s` (the client deadline that cut it), `disconnected` (the client
+  hung up on purpose), `body_truncated`, `took_s`;
+- `after`: the server after the requests: `health_before`, `health`, `health_error`,
+  `canary_ok`, `canary_error`, `metrics_before`, `metrics_after` (absent: not probed);
+- `failure`: bundle.json's `failure`; `data`: what the check needs beyond the bundle;
+- an outcome is `(where, verdict, expected, actual)`, verdict "fail", "pass" or
+  "unjudged" (the answer gives nothing to judge, e.g. a 500 instead of a tool call).
+
+Keep these functions free of imports other than the standard library's, and of module
+globals other than functions of this module and of `fuzz.repro_schema` (whose
+validator they use): that is what makes them copyable.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+from collections.abc import Callable
+from typing import Any
+
+from fuzz.repro_schema import json_kind, schema_problems, short
+
+Outcome = tuple[str, str, str, str]
+Check = Callable[..., list[Outcome]]
+
+
+# --- reading answers ------------------------------------------------------------------
+
+
+def loads_strict(text: str) -> Any:
+    """json.loads that also refuses NaN and Infinity, which are not JSON."""
+    def refuse(name: str) -> Any:
+        raise ValueError(name + " is not valid JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+def parse_or_none(text: Any) -> Any:
+    """The JSON value of `text`, or None when it is absent or not JSON."""
+    try:
+        return None if text is None else loads_strict(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def body_of(req: dict) -> dict:
+    body = req.get("body")
+    return body if isinstance(body, dict) else {}
+
+
+def error_text(res: dict) -> str:
+    """An error answer's `error.message` (vLLM's two shapes, FastAPI's `detail`), or the
+    body's head."""
+    doc = parse_or_none(res.get("body"))
+    err = error_event(doc)
+    if err is not None and err.get("message") is not None:
+        return short(str(err["message"]), 300)
+    if isinstance(doc, dict) and "detail" in doc:
+        return short(str(doc["detail"]), 300)
+    return short(res.get("body") or "(empty body)", 300)
+
+
+def complete_200(res: dict) -> bool:
+    """A 200 read to its end: the only kind of answer whose content can be judged."""
+    return (res.get("status") == 200 and not res.get("error") and not res.get("deadline")
+            and not res.get("disconnected") and not res.get("body_truncated"))
+
+
+def why_unjudged(res: dict) -> str:
+    """Why an answer's content cannot be judged (it is not a complete 200)."""
+    if res.get("error"):
+        return "no answer: " + str(res["error"])
+    if res.get("deadline"):
+        return "cut by the %s deadline (%ss)" % (res["deadline"], res.get("deadline_s"))
+    if res.get("disconnected"):
+        return "the client hung up mid-answer on purpose"
+    if res.get("body_truncated"):
+        return "the answer was too long to keep"
+    if res.get("status") != 200:
+        return "HTTP %s: %s" % (res.get("status"), error_text(res))
+    return "no answer"
+
+
+def stream_docs(res: dict) -> list:
+    """The decoded events of a stream before `[DONE]` (None for unparsable ones)."""
+    events = res.get("events") or []
+    end = events.index("[DONE]") if "[DONE]" in events else len(events)
+    return [parse_or_none(ev) for ev in events[:end]]
+
+
+def error_event(doc: Any) -> Any:
+    """The error object an SSE event carries, in either of vLLM's shapes, else None."""
+    if not isinstance(doc, dict):
+        return None
+    if "error" in doc:
+        return doc["error"] if isinstance(doc["error"], dict) else {"message": str(doc["error"])}
+    return doc if doc.get("object") == "error" else None
+
+
+def choices_of(req: dict, res: dict) -> Any:
+    """Choices as {index, finish_reason, content, tool_calls}, from the body or put back
+    together from stream deltas; None when there is no complete 200 to judge."""
+    if not complete_200(res):
+        return None
+    if body_of(req).get("stream") is not True:
+        doc = parse_or_none(res.get("body"))
+        if not isinstance(doc, dict) or not isinstance(doc.get("choices"), list):
+            return None
+        out = []
+        for pos, ch in enumerate(doc["choices"]):
+            if isinstance(ch, dict):
+                msg = ch.get("message") if isinstance(ch.get("message"), dict) else {}
+                calls = msg.get("tool_calls")
+                out.append({"index": ch.get("index", pos), "finish_reason": ch.get("finish_reason"),
+                            "content": msg.get("content"),
+                            "tool_calls": calls if isinstance(calls, list) else None})
+        return out
+    slots: dict = {}
+    for doc in stream_docs(res):
+        for ch in (doc.get("choices") if isinstance(doc, dict) else None) or []:
+            if not isinstance(ch, dict):
+                continue
+            slot = slots.setdefault(ch.get("index", 0), {"content": None, "calls": {},
+                                                         "finish_reason": None})
+            delta = ch.get("delta") if isinstance(ch.get("delta"), dict) else {}
+            if isinstance(delta.get("content"), str):
+                slot["content"] = (slot["content"] or "") + delta["content"]
+            for pos, tc in enumerate(delta.get("tool_calls") or []):
+                if not isinstance(tc, dict):
+                    continue
+                call = slot["calls"].setdefault(tc.get("index", pos), {
+                    "id": None, "type": "function", "function": {"name": None, "arguments": ""}})
+                fn = tc.get("function") if isinstance(tc.get("function"), dict) else {}
+                if fn.get("name") and not call["function"]["name"]:
+                    call["function"]["name"] = fn["name"]
+                if isinstance(fn.get("arguments"), str):
+                    call["function"]["arguments"] += fn["arguments"]
+            if ch.get("finish_reason") is not None:
+                slot["finish_reason"] = ch["finish_reason"]
+    return [{"index": i, "finish_reason": s["finish_reason"], "content": s["content"],
+             "tool_calls": [s["calls"][k] for k in sorted(s["calls"], key=str)] or None}
+            for i, s in slots.items()]
+
+
+# --- one check per failure kind -----------------------------------------------------------
+
+
+def check_no_server_error(pairs: list, after: dict, failure: dict, data: dict) -> list:
+    """Every request is answered without a 5xx."""
+    out = []
+    for req, res in pairs:
+        status = res.get("status")
+        if status is None:
+            out.append((req["id"], "unjudged", "an answer without a 5xx", why_unjudged(res)))
+        elif status >= 500:
+            out.append((req["id"], "fail", "an answer without a 5xx",
+                        "HTTP %s: %s" % (status, error_text(res))))
+        else:
+            out.append((req["id"], "pass", "an answer without a 5xx", "HTTP %s" % status))
+    return out
+
+
+def check_no_transport_failure(pairs: list, after: dict, failure: dict, data: dict) -> list:
+    """The connection is not refused, reset or cut short (unless the client hung up on
+    purpose or one of its deadlines cut the request)."""
+    out = []
+    for req, res in pairs:
+        expected = "a complete HTTP answer"
+        if res.get("error") and not res.get("deadline") and not res.get("disconnected"):
+            out.append((req["id"], "fail", expected, "connection failed: " + res["error"]))
+        elif res.get("deadline"):
+            out.append((req["id"], "unjudged", expected, why_unjudged(res)))
+        else:
+            out.append((req["id"], "pass", expected, "HTTP %s" % res.get("status")))
+    return out
+
+
+def check_no_hang(pairs: list, after: dict, failure: dict, data: dict) -> list:
+    """Every request gets its first byte, keeps streaming, and ends within the client's
+    deadlines (first byte, stall between chunks, total)."""
+    out = []
+    for req, res in pairs:
+        expected = "an answer within the deadlines"
+        if res.get("deadline"):
+            out.append((req["id"], "fail", expected, "the %s deadline (%ss) fired" % (
+                res["deadline"], res.get("deadline_s"))))
+        elif res.get("error"):
+            out.append((req["id"], "unjudged", expected, why_unjudged(res)))
+        else:
+            out.append((req["id"], "pass", expected, "HTTP %s after %.2fs" % (
+                res.get("status"), res.get("took_s") or 0.0)))
+    return out
+
+
+def check_answered(pairs: list, after: dict, failure: dict, data: dict) -> list:
+    """Every request is answered: no 5xx, no failed connection, no deadline fired. (This
+    script has no check of its own for this failure's kind, so it cannot tell that the
+    failure is gone; it only reports these basic problems.)"""
+    out = []
+    for req, res in pairs:
+        expected = "an answer (no 5xx, no transport failure, no hang)"
+        if res.get("deadline") or (res.get("error") and not res.get("disconnected")) or (
+                res.get("status") or 0) >= 500:
+            out.append((req["id"], "fail", expected, why_unjudged(res)))
+        else:
+            out.append((req["id"], "unjudged", expected, "HTTP %s" % res.get("status")))
+    return out
+
+
+def check_body_is_json(pairs: list, after: dict, failure: dict, data: dict) -> list:
+    """A complete 200 answer to a non-streaming JSON API request is one valid JSON
+    document (not an event stream, not cut, no NaN)."""
+    out = []
+    json_paths = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/tokenize",
+                  "/detokenize")
+    for req, res in pairs:
+        if body_of(req).get("stream") is True:
+            continue
+        if req.get("path", "/v1/chat/completions") not in json_paths and "json" not in (
+                res.get("content_type") or ""):
+            continue
+        expected = "a body that is valid JSON"
+        if not complete_200(res):
+            out.append((req["id"], "unjudged", expected, why_unjudged(res)))
+        elif res.get("body") is None:
+            out.append((req["id"], "fail", expected,
+                        "an event stream, for a request that did not ask to stream"))
+        else:
+            try:
+                loads_strict(res["body"])
+                out.append((req["id"], "pass", expected, "valid JSON"))
+            except ValueError as e:
+                out.append((req["id"], "fail", expected, "not JSON (%s): %s" % (
+                    e, short(res["body"], 120))))
+    return out
+
+
+def readable_error(text: Any) -> str:
+    """"HTTP 500: {json error body}" with the body reduced to its message."""
+    match = re.match(r"^(HTTP \d+): (.*)$", str(text), re.S)
+    if not match:
+        return str(text)
+    return "%s: %s" % (match.group(1), error_text({"body": match.group(2)}))
+
+
+def check_server_alive(pairs: list, after: dict, failure: dict, data: dict) -> list:
+    """After the requests, the server stays healthy: `GET /health` answers 200 and a small
+    chat completion (4 tokens) succeeds."""
+    expected = ("the server stays healthy: /health answers 200 and a small chat completion "
+                "succeeds after the requests")
+    if after.get("health_before") not in (None, 200):
+        return [("server", "unjudged", expected, "/health was already %s before the requests"
+                 % after["health_before"])]
+    if "health" not in after:
+        return [("server", "unjudged", expected, "the server was not probed")]
+    if after["health"] != 200:
+        canary = ("; a chat completion then got %s" % readable_error(after["canary_error"])
+                  if after.get("canary_error") else "")
+        return [("server", "fail", expected, "/health answered %s%s" % (
+            after["health"] if after["health"] is not None else "nothing (" + str(
+                after.get("health_error")) + ")", canary))]
+    if after.get("canary_ok") is False:
+        return [("server", "fail", expected, "/health is 200 but a chat completion failed: %s"
+                 % readable_error(after.get("canary_error")))]
+    return [("server", "pass", expected, "/health 200" + (
+        " and a chat completion worked" if after.get("canary_ok") else ""))]
+
+
+def check_no_leak(pairs: list, after: dict, failure: dict, data: dict) -> list:
+    """Once the requests are over and the server had time to settle, `/metrics` shows
+    no request running or waiting and KV cache use back at its idle level (+2%)."""
+    expected = "no running or waiting requests, KV cache use at its idle level"
+    before, now = after.get("metrics_before"), after.get("metrics_after")
+    if not before or not now:
+        return [("server", "unjudged", expected, "/metrics could not be read")]
+    problems = ["%s %s requests" % (now[key], key) for key in ("running", "waiting")
+                if now.get(key, 0.0) > 0]
+    kv_before, kv_now = before.get("kv_cache_usage"), now.get("kv_cache_usage")
+    if kv_before is not None and kv_now is not None and kv_now > kv_before + 0.02:
+        problems.append("KV cache use %.1f%% (idle: %.1f%%)" % (100 * kv_now, 100 * kv_before))
+    if problems:
+        return [("server", "fail", expected, ", ".join(problems))]
+    return [("server", "pass", expected, "idle")]
+
+
+def requested_schema(body: dict) -> Any:
+    """The JSON schema a request's output must follow, or None."""
+    rf = body.get("response_format")
+    if isinstance(rf, dict) and rf.get("type") == "json_schema":
+        js = rf.get("json_schema")
+        return js.get("schema") if isinstance(js, dict) else None
+    so = body.get("structured_outputs")
+    if isinstance(so, dict) and "json" in so:
+        return parse_or_none(so["json"]) if isinstance(so["json"], str) else so["json"]
+    return None
+
+
+def check_structured_output(pairs: list, after: dict, failure: dict, data: dict) -> list:
+    """With a JSON schema requested (`response_format` json_schema or
+    `structured_outputs.json`), output that stopped on its own (`finish_reason` "stop")
+    parses as JSON and validates against the schema."""
+    out = []
+    for req, res in pairs:
+        schema = requested_schema(body_of(req))
+        if schema is None:
+            continue
+        expected = "content that is JSON valid against the requested schema"
+        choices = choices_of(req, res)
+        if choices is None:
+            out.append((req["id"], "unjudged", expected, why_unjudged(res)))
+            continue
+        for ch in choices:
+            where = "%s choice %s" % (req["id"], ch["index"])
+            content = ch["content"]
+            if ch["finish_reason"] != "stop":
+                out.append((where, "unjudged", expected, "finish_reason %s: not judged, only "
+                            "output that stopped on its own must be complete" % ch["finish_reason"]))
+            elif not isinstance(content, str):
+                out.append((where, "fail", expected, "no content"))
+            else:
+                try:
+                    problems = schema_problems(loads_strict(content), schema)
+                except ValueError:
+                    problems = ["not JSON: " + short(content, 160)]
+                out.append((where, "fail" if problems else "pass", expected,
+                            "; ".join(problems[:3]) if problems else "valid: " + short(content, 80)))
+    return out
+
+
+def forced_tool_choice(body: dict) -> Any:
+    """("required", None) or ("named", name) when the request forces a tool call."""
+    choice = body.get("tool_choice")
+    if choice == "required":
+        return ("required", None)
+    fn = choice.get("function") if isinstance(choice, dict) else None
+    if isinstance(fn, dict) and isinstance(fn.get("name"), str):
+        return ("named", fn["name"])
+    return None
+
+
+def offered_functions(body: dict) -> dict:
+    """Offered function name -> its `parameters` schema."""
+    out = {}
+    for tool in body.get("tools") or []:
+        fn = tool.get("function") if isinstance(tool, dict) else None
+        if isinstance(fn, dict) and isinstance(fn.get("name"), str):
+            out[fn["name"]] = fn.get("parameters", {"type": "object"})
+    return out
+
+
+def tool_call_problem(call: Any, offered: dict, named: Any) -> Any:
+    """Why a forced tool call is wrong, as (code, what was seen), or None."""
+    fn = call.get("function") if isinstance(call, dict) else None
+    if not isinstance(fn, dict):
+        return ("no_function", "a tool call without a function: " + short(call, 120))
+    name, raw = fn.get("name"), fn.get("arguments")
+    if name not in offered:
+        return ("unknown_function", "a call to %r, which was not offered" % (name,))
+    if named is not None and name != named:
+        return ("wrong_function", "a call to %r instead of %r" % (name, named))
+    shown = short(json.dumps(raw) if isinstance(raw, str) else raw, 120)
+    try:
+        args = loads_strict(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        return ("arguments_not_json", "arguments %s, which is not JSON" % shown)
+    if not isinstance(args, dict):
+        return ("arguments_not_object", "arguments %s, which is JSON %s, not an object" % (
+            shown, json_kind(args)))
+    problems = schema_problems(args, offered[name])
+    if problems:
+        return ("invalid_arguments", "arguments %s: %s" % (shown, "; ".join(problems[:3])))
+    return None
+
+
+def call_name(call: Any) -> Any:
+    fn = call.get("function") if isinstance(call, dict) else None
+    return fn.get("name") if isinstance(fn, dict) else None
+
+
+def check_tool_calls(pairs: list, after: dict, failure: dict, data: dict) -> list:
+    """A forced tool call (`tool_choice` "required" or a named function) happens, calls
+    an offered function (the named one) and has `arguments` that are a JSON object valid
+    against that function's `parameters`; an unforced call names an offered function,
+    and with `tool_choice` "none" or no tools there is no call."""
+    out = []
+    for req, res in pairs:
+        body = body_of(req)
+        concerned = bool(body.get("tools")) or body.get("tool_choice") is not None
+        forced, offered = forced_tool_choice(body), offered_functions(body)
+        if forced and forced[0] == "named":
+            expected = ("a call to %s with arguments that are a JSON object valid against its "
+                        "parameters" % forced[1])
+        elif forced:
+            expected = "a tool call with arguments valid against the function's parameters"
+        elif body.get("tool_choice") == "none" or not body.get("tools"):
+            expected = "no tool call (tool_choice %s)" % body.get("tool_choice", "absent, no tools")
+        else:
+            expected = "tool calls, if any, to offered functions (%s)" % ", ".join(sorted(offered))
+        choices = choices_of(req, res)
+        if choices is None:
+            if concerned:
+                out.append((req["id"], "unjudged", expected, why_unjudged(res)))
+            continue
+        for ch in choices:
+            where = "%s choice %s" % (req["id"], ch["index"])
+            calls = ch["tool_calls"] or []
+            if forced and ch["finish_reason"] not in ("stop", "tool_calls"):
+                out.append((where, "unjudged", expected, "finish_reason %s: the call may be "
+                            "incomplete" % ch["finish_reason"]))
+            elif forced and not calls:
+                out.append((where, "fail", expected, "no tool call; content: " + short(
+                    ch["content"] or "", 120)))
+            elif forced:
+                found = [p for p in (tool_call_problem(c, offered, forced[1]) for c in calls) if p]
+                out.append((where, "fail", expected, "%s (finish_reason %s) [%s]" % (
+                    found[0][1], ch["finish_reason"], found[0][0])) if found else (
+                    where, "pass", expected, "%d valid call(s)" % len(calls)))
+            else:
+                allowed = body.get("tools") and body.get("tool_choice") != "none"
+                bad = [c for c in calls if not allowed or call_name(c) not in offered]
+                if bad:
+                    out.append((where, "fail", expected, "a tool call: " + short(bad[0], 160)))
+                elif concerned:
+                    out.append((where, "pass", expected, "%d call(s)" % len(calls)))
+    return out
+
+
+def check_stream(pairs: list, after: dict, failure: dict, data: dict) -> list:
+    """A 200 stream is a sequence of JSON events ending with `data: [DONE]`, carries no
+    error event, and ends with a usage chunk when `stream_options.include_usage` is set."""
+    out = []
+    for req, res in pairs:
+        body = body_of(req)
+        if body.get("stream") is not True or res.get("disconnected"):
+            continue  # a stream the client hung up on is not judged
+        expected = "JSON events, no error event, then [DONE]"
+        if not (res.get("status") == 200 and not res.get("error") and not res.get("deadline")):
+            out.append((req["id"], "unjudged", expected, why_unjudged(res)))
+            continue
+        events = res.get("events") or []
+        if res.get("body") is not None and not events:
+            out.append((req["id"], "fail", expected, "not an event stream: " + short(
+                res["body"], 120)))
+            continue
+        docs = stream_docs(res)
+        problems = []
+        bad = [ev for ev, doc in zip(events, docs) if doc is None and ev.strip() != "null"]
+        if bad:
+            problems.append("an event that is not JSON: " + short(bad[0], 120))
+        errors = [e for e in map(error_event, docs) if e is not None]
+        if errors:
+            problems.append("the 200 stream carried an error event: " + short(
+                errors[0].get("message"), 200))
+        if "[DONE]" not in events:
+            problems.append("no [DONE] at the end (%d events)" % len(events))
+        elif events.index("[DONE]") != len(events) - 1:
+            problems.append("events after [DONE]")
+        opts = body.get("stream_options")
+        if isinstance(opts, dict) and opts.get("include_usage") is True and not errors and docs \
+                and docs[-1] is not None and not (isinstance(docs[-1], dict) and isinstance(
+                    docs[-1].get("usage"), dict)):
+            problems.append("include_usage was asked but the last chunk has no usage")
+        out.append((req["id"], "fail" if problems else "pass", expected,
+                    "; ".join(problems) if problems else "%d events, then [DONE]" % len(docs)))
+    return out
+
+
+def check_choice_count(pairs: list, after: dict, failure: dict, data: dict) -> list:
+    """A 200 answer carries exactly `n` choices (1 when `n` is absent), indexed 0..n-1."""
+    out = []
+    for req, res in pairs:
+        n = 1 if body_of(req).get("n") is None else as_count(body_of(req)["n"])
+        if n is None or n < 1:
+            continue
+        expected = "%d choice(s), indexed 0..%d" % (n, n - 1)
+        if not complete_200(res):
+            out.append((req["id"], "unjudged", expected, why_unjudged(res)))
+            continue
+        if body_of(req).get("stream") is True:
+            docs = stream_docs(res)
+            if any(error_event(d) is not None for d in docs):
+                out.append((req["id"], "unjudged", expected, "the stream carries an error event"))
+                continue
+            indices = []
+            for doc in docs:
+                for ch in (doc.get("choices") if isinstance(doc, dict) else None) or []:
+                    idx = ch.get("index") if isinstance(ch, dict) else None
+                    if idx not in indices:
+                        indices.append(idx)
+        else:
+            doc = parse_or_none(res.get("body"))
+            if not isinstance(doc, dict) or not isinstance(doc.get("choices"), list):
+                out.append((req["id"], "unjudged", expected, "no choices list in the body"))
+                continue
+            indices = [ch.get("index") if isinstance(ch, dict) else None for ch in doc["choices"]]
+        ok = sorted(map(str, indices)) == sorted(map(str, range(n)))
+        out.append((req["id"], "pass" if ok else "fail", expected,
+                    "%d choice(s), indices %s" % (len(indices), short(indices, 80))))
+    return out
+
+
+def as_count(value: Any) -> Any:
+    """`value` if it is a JSON integer (booleans are not counts), else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def usage_problem(usage: dict, cap: Any, n: int) -> Any:
+    """Why a usage object is wrong, or None."""
+    prompt, completion, total = (as_count(usage.get(k)) for k in (
+        "prompt_tokens", "completion_tokens", "total_tokens"))
+    if None not in (prompt, completion, total) and prompt + completion != total:
+        return "prompt_tokens %d + completion_tokens %d != total_tokens %d" % (
+            prompt, completion, total)
+    if completion is not None and cap is not None and completion > cap * n:
+        return "completion_tokens %d > max_tokens %d x n %d" % (completion, cap, n)
+    return None
+
+
+def check_usage(pairs: list, after: dict, failure: dict, data: dict) -> list:
+    """Usage adds up (prompt + completion == total) and stays within `max_tokens` per
+    choice, in the body and in every stream chunk that carries usage."""
+    out = []
+    for req, res in pairs:
+        body = body_of(req)
+        cap = as_count(next((body[k] for k in ("max_completion_tokens", "max_tokens")
+                             if body.get(k) is not None), None))
+        cap = cap if cap is not None and cap >= 1 else None
+        n = as_count(body.get("n"))
+        n = n if n is not None and n >= 1 else 1
+        expected = "usage that adds up, within max_tokens"
+        if not complete_200(res):
+            out.append((req["id"], "unjudged", expected, why_unjudged(res)))
+            continue
+        docs = stream_docs(res) if body.get("stream") is True else [parse_or_none(res.get("body"))]
+        usages = [d["usage"] for d in docs if isinstance(d, dict) and isinstance(d.get("usage"),
+                                                                                 dict)]
+        problems = [p for p in (usage_problem(u, cap, n) for u in usages) if p]
+        if problems:
+            out.append((req["id"], "fail", expected, problems[0]))
+        elif usages:
+            out.append((req["id"], "pass", expected, short(usages[-1], 120)))
+    return out
+
+
+def check_response_shape(pairs: list, after: dict, failure: dict, data: dict) -> list:
+    """Answers have the OpenAI shape (`data["shape"]`): a complete 200 body is a
+    chat.completion, each stream event a chat.completion.chunk, a JSON 4xx body an
+    error object; checked against the schema in `data["schema"]`."""
+    out = []
+    shape, schema, docs = data.get("shape"), data.get("schema"), data.get("documents")
+    for req, res in pairs:
+        if req.get("path", "/v1/chat/completions") != "/v1/chat/completions":
+            continue
+        expected = "a valid %s" % shape
+        status = res.get("status")
+        if shape == "error":
+            if status is None or not 400 <= status < 500 or res.get("body_truncated"):
+                continue
+            found = [parse_or_none(res.get("body"))]
+            found = [d for d in found if isinstance(d, dict)]
+        elif not complete_200(res):
+            out.append((req["id"], "unjudged", expected, why_unjudged(res)))
+            continue
+        elif shape == "chat.completion.chunk":
+            if body_of(req).get("stream") is not True:
+                continue
+            found = [d for d in stream_docs(res) if d is not None and error_event(d) is None]
+        else:
+            if body_of(req).get("stream") is True:
+                continue
+            found = [d for d in [parse_or_none(res.get("body"))] if d is not None]
+        problems = [p for d in found for p in schema_problems(d, schema, docs)]
+        if found:
+            out.append((req["id"], "fail" if problems else "pass", expected,
+                        "; ".join(problems[:3]) if problems else "valid"))
+    return out
+
+
+def check_spec_rule(pairs: list, after: dict, failure: dict, data: dict) -> list:
+    """The request recorded in the bundle is refused with a 4xx when the API spec says it
+    must be, and served when the spec says it must be accepted (rule in the evidence)."""
+    evidence = failure.get("evidence") or {}
+    rule, expect = evidence.get("rule"), evidence.get("expect")
+    out = []
+    for req, res in pairs:
+        if req["id"] != failure.get("request_id"):
+            continue
+        status = res.get("status")
+        expected = ("a 4xx refusal (%s)" if expect == "reject" else "no 4xx refusal (%s)") % rule
+        if status is None or status >= 500:
+            out.append((req["id"], "unjudged", expected, why_unjudged(res)))
+        elif expect == "reject":
+            out.append((req["id"], "pass" if 400 <= status < 500 else "fail", expected,
+                        "HTTP %s" % status))
+        else:
+            out.append((req["id"], "fail" if 400 <= status < 500 else "pass", expected,
+                        "HTTP %s: %s" % (status, error_text(res)) if status >= 400
+                        else "HTTP %s" % status))
+    return out
+
+
+def read_gauges(text: str) -> dict:
+    """`running`, `waiting` and `kv_cache_usage` from vLLM's Prometheus `/metrics` text."""
+    names = {"vllm:num_requests_running": "running", "vllm:num_requests_waiting": "waiting",
+             "vllm:kv_cache_usage_perc": "kv_cache_usage",
+             "vllm:gpu_cache_usage_perc": "kv_cache_usage",
+             "vllm:cpu_cache_usage_perc": "kv_cache_usage"}
+    out: dict = {}
+    for line in text.splitlines():
+        match = re.match(r'^([A-Za-z_:][\w:]*)(\{(?:[^"}]|"(?:[^"\\]|\\.)*")*\})?\s+(\S+)',
+                         line.strip())
+        key = names.get(match.group(1)) if match else None
+        if key is None:
+            continue
+        try:
+            value = float(match.group(3))
+        except ValueError:
+            continue
+        if math.isnan(value):
+            continue
+        if key not in out:
+            out[key] = value
+        else:
+            out[key] = max(out[key], value) if key == "kv_cache_usage" else out[key] + value
+    return out
+
+
+def encode_payload(data: bytes, encoding: str) -> str:
+    """A data URL's base64 payload, broken on purpose for every encoding but "base64"
+    (the same bytes vlfuzz sent)."""
+    text = base64.b64encode(data).decode("ascii")
+    if encoding == "base64_invalid_chars":
+        return text[: len(text) // 2] + "!*%$" + text[len(text) // 2:]
+    if encoding == "base64_unpadded":
+        text = text.rstrip("=")
+        return text if len(text) % 4 else text[:-1]
+    if encoding == "base64_urlsafe":
+        return base64.urlsafe_b64encode(data).decode("ascii")
+    if encoding == "base64_linebreaks":
+        return "\r\n".join(text[i:i + 76] for i in range(0, len(text), 76))
+    return text
+
+
+# kind -> (check, what repro.py must probe after the requests)
+CHECKS: dict[str, tuple[Check, tuple[str, ...]]] = {
+    "server_error": (check_no_server_error, ()),
+    "transport": (check_no_transport_failure, ()),
+    "hang": (check_no_hang, ()),
+    "malformed_body": (check_body_is_json, ()),
+    "target_dead": (check_server_alive, ("health", "canary")),
+    "target_wedged": (check_server_alive, ("health", "canary")),
+    "leak": (check_no_leak, ("metrics",)),
+    "schema_violation": (check_structured_output, ()),
+    "tool_call_invalid": (check_tool_calls, ()),
+    "stream_malformed": (check_stream, ()),
+    "stream_error_event": (check_stream, ()),
+    "wrong_choice_count": (check_choice_count, ()),
+    "usage_inconsistent": (check_usage, ()),
+    "shape_mismatch": (check_response_shape, ()),
+    "spec_contradiction": (check_spec_rule, ()),
+}
+
+
+def check_for(kind: str) -> tuple[Check, tuple[str, ...]]:
+    """The check and probes for a failure kind (`check_answered` for kinds without one)."""
+    return CHECKS.get(kind, (check_answered, ()))
+
+
+def verdict(outcomes: list, request_id: str | None) -> str:
+    """"fail" if any outcome failed; "unjudged" if nothing passed, or the request the
+    failure was recorded on could not be judged; else "pass"."""
+    if any(o[1] == "fail" for o in outcomes):
+        return "fail"
+    mine = [o for o in outcomes if request_id and o[0].split(" ")[0] == request_id]
+    if not any(o[1] == "pass" for o in outcomes) or any(o[1] == "unjudged" for o in mine):
+        return "unjudged"
+    return "pass"

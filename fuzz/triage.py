@@ -1,0 +1,302 @@
+"""Triage: what happens to the failures of one scenario once the oracles found them.
+
+Every failure is counted (a journal record). A signature seen for the first time is
+bundled at once, as seen, so nothing is lost if minimizing is cut short; the
+scenario's primary new failure (the most severe: the others are usually its echoes)
+is then minimized, and the smaller scenario bundled over the first one. A
+minimization cut short by a graceful stop is not journaled: it stays pending, and
+`Triage.finish_pending` completes it in the next session.
+
+The campaign owns the loop, the journal, the target and the way a scenario is sent;
+triage reaches them only through `Host`. The decisions themselves (`unique`,
+`primary_failure`, `minimize_decision`, `replay_deadlines`, `first_reproduced`) are
+pure functions. A failure that `check` cannot reproduce (the isolation and interference
+oracles judge a scenario against runs alone) is minimized with the replay its own
+oracle provides (`Host.oracle_replay`), under the same stop and target checks.
+A signature new to this campaign that another worker sharing its folder has already
+bundled is counted as new here but neither bundled nor minimized again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from fuzz import ledger
+from fuzz.bundle import Bundle, Reproduced, fuzzer_info, load_bundle, write_bundle
+from fuzz.events import BundleWritten, Event, FailureFound, MinimizationStarted, Noted
+from fuzz.isolation_watch import OWN_REPLAY_KINDS
+from fuzz.minimize import Budget, MinimizeResult, Replay, minimize
+from fuzz.model import Deadlines, Failure, Scenario, Trace
+from fuzz.oracles import check
+from fuzz.redact import Redactor
+from fuzz.report import Summary
+
+__all__ = ["Host", "Stopped", "Triage", "TriageConfig", "first_reproduced", "minimize_decision",
+           "primary_failure", "replay_deadlines", "unique"]
+
+MIN_TIME_TO_MINIMIZE_S = 30.0
+_T = TypeVar("_T")
+
+
+class Stopped(Exception):
+    """A graceful stop was asked for while a minimization was replaying."""
+
+
+class Host(Protocol):
+    """What triage needs from the campaign running it."""
+
+    summary: Summary
+
+    def record(self, rec: dict[str, Any]) -> None:
+        """Journal a record, then fold it into `summary`."""
+
+    def emit(self, event: Event) -> None: ...
+
+    def drive(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        """Run a coroutine to completion on the campaign's loop."""
+
+    def now(self) -> float:
+        """Campaign seconds (over all sessions), for journal records."""
+
+    def time_left(self) -> float: ...
+
+    def stopping(self) -> bool: ...
+
+    def target_evidence(self) -> dict[str, Any]:
+        """The target's identity and recent evidence (log tail) for a bundle."""
+
+    def bundled_elsewhere(self, signature: str) -> Path | None:
+        """Another worker's bundle of this signature (workers sharing a folder)."""
+
+    def may_rewrite_bundle(self) -> bool:
+        """False once the campaign folder reached its disk cap: a failure already
+        bundled is then not bundled again (a new one still is)."""
+
+    async def replay(self, scenario: Scenario, deadlines: Mapping[str, Deadlines]) -> Trace:
+        """Send `scenario` once more (target recovered first if needed), each request
+        under the deadlines named for its id, the others under the loosest of them."""
+
+    def oracle_replay(self, scenario: Scenario, failure: Failure,
+                      deadlines: Mapping[str, Deadlines]) -> Replay | None:
+        """For a failure only its own oracle can judge (isolation, interference): a
+        replay judged by that oracle (target recovered first if needed); else None."""
+
+
+@dataclass(frozen=True)
+class TriageConfig:
+    bundles_dir: Path
+    seed: int
+    minimize: bool = True
+    budget: Budget = Budget(max_replays=40, max_wall_s=240.0)
+
+
+_SEVERITY = ("target_dead", "target_wedged", "hang", "server_error", "transport")
+
+
+def _severity(failure: Failure) -> int:
+    """Lower is more severe: a dead target explains the 500s and resets around it."""
+    return _SEVERITY.index(failure.kind) if failure.kind in _SEVERITY else len(_SEVERITY)
+
+
+def primary_failure(failures: list[Failure]) -> Failure | None:
+    """The one new failure of a scenario worth minimizing: the most severe, first on ties."""
+    return min(failures, key=_severity) if failures else None
+
+
+def first_reproduced(failure: Failure) -> Reproduced:
+    """What the first bundle says of a failure's reproduction: the controlled replays
+    that confirmed it when there were any (isolation, interference), else 1 of 1."""
+    confirmation = failure.evidence.get("confirmation")
+    if isinstance(confirmation, Mapping):
+        hits, runs = confirmation.get("hits"), confirmation.get("runs")
+        if isinstance(hits, int) and isinstance(runs, int) and 0 <= hits <= runs and runs > 0:
+            return Reproduced(hits, runs)
+    return Reproduced(1, 1)
+
+
+def unique(failures: list[Failure]) -> list[Failure]:
+    """One failure per signature, the first of each, in order."""
+    seen: dict[str, Failure] = {}
+    for f in failures:
+        seen.setdefault(f.signature, f)
+    return list(seen.values())
+
+
+def minimize_decision(failure: Failure, primary: Failure | None, *, enabled: bool,
+                      time_left_s: float) -> str:
+    """`ledger.PENDING` when this new failure gets minimized, else why it does not."""
+    if not enabled:
+        return "not minimized (--no-minimize)"
+    if failure is not primary:
+        return (f"not minimized: seen together with `{primary.signature[:80]}`" if primary
+                else "not minimized")
+    if time_left_s < MIN_TIME_TO_MINIMIZE_S:
+        return "not minimized: campaign time ran out"
+    return ledger.PENDING
+
+
+def replay_deadlines(trace: Trace, fuzzer: Mapping[str, Any]) -> dict[str, Deadlines]:
+    """The per-request deadlines a bundled run was sent with: the `request_deadlines`
+    the campaign stored in the bundle, else the trace's own for every request. A
+    minimization replays under the original's deadlines, so a learnt deadline that
+    fired keeps firing at the same limit (and the signature stays the same)."""
+    stored = fuzzer.get("request_deadlines")
+    if isinstance(stored, Mapping):
+        try:
+            return {str(k): Deadlines(**v) for k, v in stored.items()}
+        except TypeError:
+            pass
+    return {rt.id: trace.deadlines for rt in trace.requests}
+
+
+class Triage:
+    """Counts, bundles and minimizes failures for one campaign session."""
+
+    def __init__(self, config: TriageConfig, host: Host, redact: Redactor | None = None) -> None:
+        self.config, self.host = config, host
+        self.redact = redact or Redactor()
+
+    # -- a scenario's failures -------------------------------------------------------------
+
+    def handle(self, index: int, scenario: Scenario, trace: Trace, failures: list[Failure],
+               deadlines: Mapping[str, Deadlines]) -> None:
+        """Count each unique failure; bundle the new ones; minimize the primary one."""
+        known = self.host.summary.failures
+        distinct = unique(failures)
+        primary = primary_failure([f for f in distinct if f.signature not in known])
+        for failure in distinct:
+            new = failure.signature not in known
+            elsewhere = self.host.bundled_elsewhere(failure.signature) if new else None
+            decision = (minimize_decision(failure, primary, enabled=self.config.minimize,
+                                          time_left_s=self.host.time_left()) if new else None)
+            if elsewhere is not None:
+                decision = f"not minimized here: another worker bundled it ({elsewhere})"
+            self.host.record(ledger.failure_record(index, self.host.now(), failure, new=new,
+                                                   requests=len(scenario.requests),
+                                                   minimize=decision))
+            self.host.emit(FailureFound(failure, new=new))
+            if not new or elsewhere is not None:
+                continue
+            self.write(scenario, trace, failure, first_reproduced(failure),
+                       len(scenario.requests), deadlines=deadlines)
+            if decision == ledger.PENDING:
+                self.minimize(scenario, failure, deadlines)
+
+    def finish_pending(self) -> None:
+        """Minimize failures a previous session journaled as new but never minimized."""
+        summary = self.host.summary
+        for sig in sorted(summary.pending_minimizations):
+            if self.host.stopping():
+                return
+            stats = summary.failures[sig]
+            try:
+                if stats.bundle is None:
+                    raise ValueError("its bundle was never written")
+                bundle = load_bundle(Path(stats.bundle))
+            except Exception as e:  # a damaged bundle must not stop the campaign
+                self.host.record({"type": "minimized", "signature": sig,
+                                  "t": round(self.host.now(), 3),
+                                  "requests_before": stats.requests_before,
+                                  "requests_after": None, "reproduced": None,
+                                  "note": f"not minimized after resume: {e}"})
+                continue
+            self.minimize(bundle.scenario, bundle.failure,
+                          replay_deadlines(bundle.trace, bundle.fuzzer), resumed=True)
+
+    # -- minimizing ------------------------------------------------------------------------
+
+    def minimize(self, scenario: Scenario, failure: Failure,
+                 deadlines: Mapping[str, Deadlines], resumed: bool = False) -> None:
+        """Shrink `scenario` while `failure` reproduces; journal and bundle the result."""
+        n = len(scenario.requests)
+        budget = Budget(max_replays=self.config.budget.max_replays,
+                        max_wall_s=min(self.config.budget.max_wall_s,
+                                       max(self.host.time_left(), MIN_TIME_TO_MINIMIZE_S)))
+        frozen = dict(deadlines)
+        own = self.host.oracle_replay(scenario, failure, frozen)
+        if own is None and failure.kind in OWN_REPLAY_KINDS:
+            self.host.record({"type": "minimized", "signature": failure.signature,
+                              "t": round(self.host.now(), 3), "requests_before": n,
+                              "requests_after": None, "reproduced": None,
+                              "note": f"not minimized: the oracle that found this "
+                                      f"{failure.kind} is not running in this session"})
+            return
+        self.host.emit(MinimizationStarted(failure.signature, n, resumed))
+
+        async def replay(candidate: Scenario) -> tuple[Trace, list[Failure]]:
+            if self.host.stopping():
+                raise Stopped
+            if own is not None:
+                return await own(candidate)
+            trace = await self.host.replay(candidate, frozen)
+            return trace, check(candidate, trace)
+
+        result = self.host.drive(minimize(scenario, failure.signature, replay, budget=budget))
+        if result.error is not None and self.host.stopping():
+            self.host.emit(Noted(f"minimizing {failure.signature[:80]} was interrupted; "
+                                 "`--resume` finishes it"))
+            return  # stays pending in the journal
+        self._record_result(scenario, failure, result, frozen)
+
+    def _record_result(self, scenario: Scenario, failure: Failure, result: MinimizeResult,
+                       deadlines: Mapping[str, Deadlines]) -> None:
+        n = len(scenario.requests)
+        final = result.original if result.scenario is scenario else result.final
+        note = result.summary()
+        if result.trace is None and result.original.runs:
+            note += f"; did not reproduce on replay ({result.original})"
+        rewrite = result.trace is not None and result.failure is not None
+        if rewrite and not self.host.may_rewrite_bundle():
+            rewrite = False
+            note += "; its bundle was not rewritten: the campaign folder reached its disk cap"
+        self.host.record({"type": "minimized", "signature": failure.signature,
+                          "t": round(self.host.now(), 3), "requests_before": n,
+                          "requests_after": len(result.scenario.requests),
+                          "reproduced": str(final), "note": note,
+                          "schedule_note": result.schedule_note})
+        if rewrite and result.trace is not None and result.failure is not None:
+            stats = {"summary": note, "schedule_note": result.schedule_note,
+                     "candidates": result.candidates, "replays": result.replays,
+                     "wall_s": round(result.wall_s, 1),
+                     "budget_exhausted": result.budget_exhausted,
+                     "passes": {name: dict(c) for name, c in result.passes.items()},
+                     "drift": dict(result.drift)}
+            self.write(result.scenario, result.trace, result.failure,
+                       Reproduced(final.hits, final.runs), n, minimizer=stats,
+                       deadlines=deadlines)
+
+    # -- bundles ---------------------------------------------------------------------------
+
+    def write(self, scenario: Scenario, trace: Trace, failure: Failure, reproduced: Reproduced,
+              original_count: int, *, deadlines: Mapping[str, Deadlines],
+              minimizer: dict[str, Any] | None = None) -> Path | None:
+        """Bundle a failing run; the scenario keeps its media and fixture placeholders.
+        A bundle that cannot be written is journaled as such (None): losing one bundle
+        must not end an overnight campaign."""
+        if self.redact:  # a server may echo a secret back; it must not reach a bundle
+            trace = Trace.from_json(self.redact(trace.to_json()))
+            failure = Failure.from_json(self.redact(failure.to_json()))
+        ids = {r.id for r in scenario.requests}
+        extra: dict[str, Any] = {"request_deadlines": {k: d.to_json() for k, d in
+                                                       sorted(deadlines.items()) if k in ids}}
+        if minimizer:
+            extra["minimizer"] = minimizer
+        bundle = Bundle(scenario=scenario, failure=failure, trace=trace, reproduced=reproduced,
+                        target=self.redact(self.host.target_evidence()),
+                        fuzzer=fuzzer_info(self.config.seed, **extra),
+                        original_request_count=original_count)
+        try:
+            path = write_bundle(bundle, self.config.bundles_dir)
+        except Exception as e:  # noqa: BLE001 - journaled, and shown in the report
+            error = f"{type(e).__name__}: {e}"[:500]
+            self.host.record({"type": "bundle_error", "signature": failure.signature,
+                              "t": round(self.host.now(), 3), "error": error})
+            self.host.emit(Noted(f"could not bundle {failure.signature[:80]}: {error}"))
+            return None
+        self.host.record({"type": "bundle", "signature": failure.signature, "path": str(path),
+                          "requests": len(scenario.requests), "reproduced": list(reproduced)})
+        self.host.emit(BundleWritten(path, self.host.summary.failures[failure.signature]))
+        return path
