@@ -472,6 +472,10 @@ def _run_workers(args, cfg, out: Path) -> int:
     if args.first_worker < 0:
         print(f"vlfuzz: --first-worker must be at least 0: {args.first_worker}", file=sys.stderr)
         return 2
+    if cfg.isolation:  # "alone" runs are not alone while other workers send traffic
+        print("vlfuzz: --isolation needs the target to itself: not with --workers",
+              file=sys.stderr)
+        return 2
     endpoints = [_external_endpoint(url, args.model, args.api_key, tuple(args.header))
                  for url in args.endpoint]
     specs = [WorkerSpec(config=c, base_url=endpoints[i % len(endpoints)].base_url,

@@ -235,6 +235,8 @@ class IsolationWatch:
 
     def plant(self, scenario: Scenario, rng: random.Random,
               canary_seed: str) -> tuple[Scenario, Planted]:
+        """`plant` with this campaign's probes and victim; `canary_seed` makes the
+        canary unique to the scenario (a leak from an earlier one shows as foreign)."""
         return plant(scenario, rng, probes=self.probes, victim=self.calibration.victim,
                      canary_text=canary(canary_seed))
 

@@ -122,7 +122,8 @@ def _isolation_lines(s: Summary) -> list[str]:
     medians = (s.victim.get("alone") or {}).get("medians") or {}
     if medians:
         lines.append("- victim alone (medians): " + ", ".join(
-            f"{k[:-2]} {v * 1000:.1f} ms" for k, v in medians.items() if v is not None))
+            f"{k[:-2]} {medians[k] * 1000:.1f} ms" for k in ("ttft_s", "tpot_s", "e2e_s")
+            if medians.get(k) is not None))
     lines += [f"- scenarios judged: {iso['checked']} (skipped {iso['skipped']}); probes judged "
               f"{iso['probes']}, victims {iso['victims']}; {s.isolation_s:.0f}s spent judging "
               "and confirming",

@@ -24,7 +24,7 @@ from typing import Any
 import hypothesis.strategies as st
 import pytest
 from aiohttp import web
-from faults import FaultServer, _spec, fault_body
+from faults import FaultServer, fault_body
 
 import fuzz.campaign as campaign
 from fuzz.bundle import load_bundle
@@ -47,6 +47,15 @@ TRACEBACK = ["Error in extracting tool call from response.",
              "json.decoder.JSONDecodeError: Expecting ',' delimiter: line 1 column 47 (char 46)"]
 
 
+def spec_of(body: Any) -> dict[str, Any] | None:
+    """The fault spec a request carries in its user message (the canary carries none)."""
+    try:
+        spec = json.loads(body["messages"][-1]["content"])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+    return spec if isinstance(spec, dict) and "fault" in spec else None
+
+
 class CountingServer(FaultServer):
     """`/metrics` counts the chat requests that carry a fault spec (the runner's canary
     does not) as preemptions, and a spec seen before as a prefix-cache hit."""
@@ -65,7 +74,7 @@ class CountingServer(FaultServer):
 
     async def _counted_chat(self, request: web.Request) -> web.StreamResponse:
         body = json.loads(await request.read())
-        spec = _spec(body, None)
+        spec = spec_of(body)
         if spec is not None:
             key = json.dumps(spec, sort_keys=True)
             self.counted += 1
@@ -84,7 +93,7 @@ class LoggingServer(FaultServer):
         self.log_file = log_file
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
-        spec = _spec(json.loads(await request.read()), None) or {}
+        spec = spec_of(json.loads(await request.read())) or {}
         with self.log_file.open("a") as f:
             f.write('INFO:     127.0.0.1:1 - "POST /v1/chat/completions HTTP/1.1" 200 OK\n')
             if spec.get("log") == "traceback":

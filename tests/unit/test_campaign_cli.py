@@ -89,3 +89,11 @@ def test_resume_keeps_the_campaigns_steering_and_isolation_unless_told(tmp_path:
     assert (resumed.steering, resumed.isolation, resumed.interference_factor) == (False, True, 7.0)
     changed = config(tmp_path, "--resume", str(tmp_path), "--no-isolation")
     assert not changed.isolation and not changed.steering
+
+
+def test_isolation_is_refused_with_workers(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from fuzz.cli import main
+
+    assert main(["run", "--endpoint", "http://127.0.0.1:9", "--workers", "2", "--isolation",
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "--isolation needs the target to itself" in capsys.readouterr().err
