@@ -5,7 +5,8 @@
 Runs Hypothesis the way the campaign does (a @given function, generation phase
 only, fixed seed) and prints: scenarios/s and requests/s; image renders/s over a
 separate sample of the default recipe mix; the per-request generation overhead
-with image encoding subtracted (median and p90); and a table of how many requests
+with image encoding subtracted (median and p90, wall clock and this thread's CPU
+time, which a loaded machine does not inflate); and a table of how many requests
 carry each feature tag, with the expected features that never appeared."""
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from fuzz.strategies import feature_counts, image_recipes, scenarios  # noqa: E4
 
 # By module path: the package re-exports a *function* named `scenarios`.
 requests_mod = importlib.import_module("fuzz.strategies.requests")
-scenarios_mod = importlib.import_module("fuzz.strategies.scenarios")
+pool_mod = importlib.import_module("fuzz.strategies.pool")
 
 EXPECTED_PREFIXES: tuple[str, ...] = (
     "image:mode:", "image:format:", "image:broken:", "image:animated", "image:bound:",
@@ -40,40 +41,46 @@ EXPECTED_PREFIXES: tuple[str, ...] = (
     "structured_outputs:invalid", "schema:feature:recursion", "schema:feature:bigint",
     "schema:feature:tupleItems07", "tools:required", "tools:named", "tools:none",
     "tools:generated", "tools:parallel:", "max_tokens:0", "max_tokens:large", "sampling:n",
-    "sampling:logit_bias", "sampling:priority", "seed:bound", "stream:include_usage",
+    "sampling:logit_bias", "sampling:priority", "sampling:seed:bound", "stream:include_usage",
     "extra:unknown_field", "extra:mistyped:", "traffic:gamma", "traffic:ramp_up",
-    "traffic:burst", "disconnect", "request:repeat", "pair:second")
+    "traffic:burst", "disconnect", "request:repeat", "pair:second", "image:seed:",
+    "image:seed:stamped")
 
 
 class Timer:
-    """Wraps a function and records per-call durations."""
+    """Wraps a function and totals its wall and CPU (this thread's) time."""
 
     def __init__(self, fn):  # type: ignore[no-untyped-def]
-        self.fn, self.calls = fn, []
+        self.fn, self.wall, self.cpu = fn, 0.0, 0.0
 
     def __call__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        start = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.thread_time()
         try:
             return self.fn(*args, **kwargs)
         finally:
-            self.calls.append(time.perf_counter() - start)
+            self.wall += time.perf_counter() - wall
+            self.cpu += time.thread_time() - cpu
 
 
-def generate(n: int, seed: int, max_requests: int) -> tuple[list, float, list[float]]:
-    render_timer = Timer(requests_mod.render)
+def generate(n: int, seed: int, max_requests: int, cpu: list[float] | None = None
+             ) -> tuple[list, float, list[float]]:
+    """Scenarios, wall time, and per-request wall overheads (CPU ones into `cpu`)."""
+    render_timer = Timer(pool_mod.render)
     request_timer = Timer(requests_mod.draw_chat_request)
     overheads: list[float] = []
+    cpu_overheads = cpu if cpu is not None else []
 
     def timed_request(*args, **kwargs):  # type: ignore[no-untyped-def]
-        before = sum(render_timer.calls)
-        start = time.perf_counter()
+        wall_before, cpu_before = render_timer.wall, render_timer.cpu
+        start, start_cpu = time.perf_counter(), time.thread_time()
         result = request_timer.fn(*args, **kwargs)
-        overheads.append(time.perf_counter() - start - (sum(render_timer.calls) - before))
+        overheads.append(time.perf_counter() - start - (render_timer.wall - wall_before))
+        cpu_overheads.append(time.thread_time() - start_cpu - (render_timer.cpu - cpu_before))
         return result
 
-    requests_mod.RENDER_CACHE = requests_mod.RenderCache()  # cold cache: honest figures
-    requests_mod.render = render_timer  # type: ignore[assignment]
-    scenarios_mod.draw_chat_request = timed_request  # type: ignore[assignment]
+    pool_mod.RENDER_CACHE = pool_mod.RenderCache()  # cold cache: honest figures
+    pool_mod.render = render_timer  # type: ignore[assignment]
+    requests_mod.draw_chat_request = timed_request  # type: ignore[assignment]
     drawn: list = []
 
     @hypothesis_seed(seed)
@@ -86,8 +93,8 @@ def generate(n: int, seed: int, max_requests: int) -> tuple[list, float, list[fl
     start = time.perf_counter()
     one()
     wall = time.perf_counter() - start
-    requests_mod.render = render  # type: ignore[assignment]
-    scenarios_mod.draw_chat_request = request_timer.fn  # type: ignore[assignment]
+    pool_mod.render = render  # type: ignore[assignment]
+    requests_mod.draw_chat_request = request_timer.fn  # type: ignore[assignment]
     return drawn, wall, overheads
 
 
@@ -117,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-requests", type=int, default=32)
     args = parser.parse_args(argv)
 
-    drawn, wall, overheads = generate(args.n, args.seed, args.max_requests)
+    cpu: list[float] = []
+    drawn, wall, overheads = generate(args.n, args.seed, args.max_requests, cpu)
     n_requests = sum(len(s.requests) for s in drawn)
     n_media = sum(len(s.media) for s in drawn)
     rate, distinct = image_rate(args.images, args.seed)
@@ -127,9 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"images: {distinct} distinct default-mix recipes rendered at {rate:.1f}/s (one core)")
     if overheads:
         p90 = overheads[int(0.9 * (len(overheads) - 1))]
+        cpu.sort()
         print(f"per-request generation overhead excluding image encoding: median "
               f"{statistics.median(overheads) * 1e3:.2f} ms, p90 {p90 * 1e3:.2f} ms "
-              f"({len(overheads)} drawn requests)")
+              f"({len(overheads)} drawn requests); CPU time median "
+              f"{statistics.median(cpu) * 1e3:.2f} ms, p90 "
+              f"{cpu[int(0.9 * (len(cpu) - 1))] * 1e3:.2f} ms")
     counts: Counter[str] = feature_counts(drawn)
     print(f"\n{'feature':48} {'requests':>9} {'share':>7}")
     for tag, count in sorted(counts.items()):

@@ -1,8 +1,9 @@
-"""Small helpers shared by the strategy modules: argument checks, weighted coin
-flips that shrink toward "off", tag emission, and where the seed corpora live."""
+"""Small helpers shared by the strategy modules: argument checks, memoised integer
+strategies, tag emission, and where the seed corpora live."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -36,13 +37,11 @@ def check_order(lo_name: str, lo: int, hi_name: str, hi: int) -> None:
         raise StrategyArgumentError(f"{lo_name}={lo} > {hi_name}={hi}")
 
 
-def chance(draw: Draw, percent: int) -> bool:
-    """True with roughly `percent`% probability; shrinks toward False."""
-    if percent <= 0:
-        return False
-    if percent >= 100:
-        return True
-    return draw(st.integers(0, 99)) >= 100 - percent
+@functools.lru_cache(maxsize=4096)
+def ints(lo: int, hi: int) -> st.SearchStrategy[int]:
+    """`st.integers(lo, hi)`, memoised: bounds that depend on an earlier draw would
+    otherwise build (and validate) a new strategy every time."""
+    return st.integers(lo, hi)
 
 
 def unique(tags: Iterable[str]) -> tuple[str, ...]:

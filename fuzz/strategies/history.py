@@ -11,12 +11,15 @@ string, or a tool result answering an id that was never issued."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import hypothesis.strategies as st
 
-from fuzz.strategies._common import Draw, chance, check_int
+from fuzz.strategies._common import Draw, check_int, ints
+from fuzz.strategies.dice import Dice
+from fuzz.strategies.exclusion import NOTHING, Exclusion
 
 BROKEN_ARGUMENTS: tuple[str, ...] = ("not_json", "not_object", "object_not_string", "empty")
 BROKEN_HISTORY: tuple[str, ...] = BROKEN_ARGUMENTS + ("orphan_result", "missing_result")
@@ -58,57 +61,84 @@ def example_for(schema: Any, depth: int = 0) -> Any:
     return {"boolean": True, "null": None}.get(kind, "x" * int(schema.get("minLength", 1)))
 
 
+_NOT_JSON = st.sampled_from(('{"q": "unterminated', "{'q': 1}", "q=1", "{,}"))
+_NOT_OBJECT = st.sampled_from(("[1, 2]", '"text"', "42", "null"))
+
+
 def _arguments(draw: Draw, tool: Mapping[str, Any], broken: str | None) -> Any:
     if broken == "not_json":
-        return draw(st.sampled_from(('{"q": "unterminated', "{'q': 1}", "q=1", "{,}")))
+        return draw(_NOT_JSON)
     if broken == "not_object":
-        return draw(st.sampled_from(("[1, 2]", '"text"', "42", "null")))
+        return draw(_NOT_OBJECT)
     if broken == "empty":
         return ""
     value = example_for(tool["function"].get("parameters", {}))
     return value if broken == "object_not_string" else json.dumps(value)
 
 
-@st.composite
-def histories(draw: Draw, *, texts: st.SearchStrategy[str], tools: Sequence[Mapping[str, Any]] = (),
-              max_turns: int = 3, tool_call_percent: int = 40,
-              broken_percent: int = 10) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
-    """(messages, tags): 1..max_turns earlier turns; about `tool_call_percent`% of
-    assistant turns call 1..3 of `tools` (or a fallback tool), about `broken_percent`%
-    of those are broken in one of BROKEN_HISTORY's ways."""
+@dataclass(frozen=True)
+class HistorySpec:
+    """Validated `histories` arguments, narrowed by the exclusion."""
+
+    turns: st.SearchStrategy[int]
+    tool_call_percent: int
+    broken: st.SearchStrategy[str] | None
+    broken_percent: int
+    max_calls: int  # 1 when parallel calls are excluded
+
+
+def history_spec(*, max_turns: int = 3, tool_call_percent: int = 40, broken_percent: int = 10,
+                 exclusion: Exclusion = NOTHING) -> HistorySpec:
     check_int("max_turns", max_turns, 1)
     check_int("tool_call_percent", tool_call_percent, 0, 100)
     check_int("broken_percent", broken_percent, 0, 100)
+    ex = exclusion
+    turns = ex.require(tuple(n for n in range(1, max_turns + 1)
+                             if ex.allows(f"history:{min(n, 3)}")), "history length")
+    broken = ex.keep(BROKEN_HISTORY, lambda b: (f"history:broken:{b}",))
+    calls = ex.percent(tool_call_percent, "history:tool_calls")
+    return HistorySpec(
+        turns=st.integers(1, max_turns) if len(turns) == max_turns else st.sampled_from(turns),
+        tool_call_percent=calls, broken=st.sampled_from(broken) if broken else None,
+        broken_percent=broken_percent if broken else 0,
+        max_calls=3 if ex.allows("history:parallel_calls") else 1)
+
+
+def draw_history(dice: Dice, spec: HistorySpec, text: Callable[[], str],
+                 tools: Sequence[Mapping[str, Any]] = ()
+                 ) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
+    """(messages, tags), as `histories`; `text()` draws each message's text."""
     pool = list(tools) or [FALLBACK_TOOL]
     messages: list[dict[str, Any]] = []
     tags: list[str] = []
-    turns = draw(st.integers(1, max_turns))
+    turns = dice.draw(spec.turns)
     for turn in range(turns):
-        messages.append({"role": "user", "content": draw(texts)})
-        if not chance(draw, tool_call_percent):
-            messages.append({"role": "assistant", "content": draw(texts)})
+        messages.append({"role": "user", "content": text()})
+        if not dice.flip(spec.tool_call_percent):
+            messages.append({"role": "assistant", "content": text()})
             continue
-        broken = draw(st.sampled_from(BROKEN_HISTORY)) if chance(draw, broken_percent) else None
+        broken = dice.draw(spec.broken) if spec.broken is not None and dice.flip(
+            spec.broken_percent) else None
         calls = []
-        for i in range(draw(st.integers(1, 3))):
-            tool = draw(st.sampled_from(pool))
+        for i in range(dice.draw(ints(1, spec.max_calls))):
+            tool = dice.pick(pool)
             arg_break = broken if broken in BROKEN_ARGUMENTS and i == 0 else None
-            calls.append({"id": f"call_{turn}_{i}_{draw(st.integers(0, 2**32 - 1)):08x}",
+            calls.append({"id": f"call_{turn}_{i}_{dice.number(0, 2**32 - 1):08x}",
                           "type": "function", "function": {
                               "name": tool["function"]["name"],
-                              "arguments": _arguments(draw, tool, arg_break)}})
+                              "arguments": _arguments(dice.draw, tool, arg_break)}})
         assistant: dict[str, Any] = {"role": "assistant", "tool_calls": calls}
-        if chance(draw, 30):
-            assistant["content"] = draw(texts)
+        if dice.flip(30):
+            assistant["content"] = text()
         messages.append(assistant)
         answered = calls[:-1] if broken == "missing_result" else calls
         for call in answered:
             messages.append({"role": "tool", "tool_call_id": call["id"],
-                             "content": json.dumps({"ok": True, "result": draw(texts)[:200]})})
+                             "content": json.dumps({"ok": True, "result": text()[:200]})})
         if broken == "orphan_result":
             messages.append({"role": "tool", "tool_call_id": "call_never_issued",
                              "content": "stale result"})
-        messages.append({"role": "assistant", "content": draw(texts)})
+        messages.append({"role": "assistant", "content": text()})
         tags.append("history:tool_calls")
         if len(calls) > 1:
             tags.append("history:parallel_calls")
@@ -116,3 +146,22 @@ def histories(draw: Draw, *, texts: st.SearchStrategy[str], tools: Sequence[Mapp
             tags.append(f"history:broken:{broken}")
     tags.append(f"history:{min(turns, 3)}")
     return messages, tuple(tags)
+
+
+def histories(*, texts: st.SearchStrategy[str], tools: Sequence[Mapping[str, Any]] = (),
+              max_turns: int = 3, tool_call_percent: int = 40, broken_percent: int = 10,
+              exclude_features: Exclusion | frozenset[str] | None = None
+              ) -> st.SearchStrategy[tuple[list[dict[str, Any]], tuple[str, ...]]]:
+    """(messages, tags): 1..max_turns earlier turns; about `tool_call_percent`% of
+    assistant turns call 1..3 of `tools` (or a fallback tool), about `broken_percent`%
+    of those are broken in one of BROKEN_HISTORY's ways. Histories with an excluded
+    `history:` tag are not drawn."""
+    spec = history_spec(max_turns=max_turns, tool_call_percent=tool_call_percent,
+                        broken_percent=broken_percent, exclusion=Exclusion.of(exclude_features))
+
+    @st.composite
+    def build(draw: Draw) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
+        dice = Dice.rolled(draw)
+        return draw_history(dice, spec, lambda: dice.draw(texts), tools)
+
+    return build()

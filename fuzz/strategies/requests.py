@@ -4,31 +4,46 @@ structured outputs, tools and sampling knobs. Each dimension is a module of its
 own; this one composes them and decides how often each appears.
 
 A `MediaPool` is shared by all requests of one scenario so that images sometimes
-repeat byte-for-byte (media/prefix caches) and sometimes differ only by seed."""
+repeat byte-for-byte (media/prefix caches) and sometimes differ only by seed.
+
+Cost: a request's yes/no decisions and plain entropy come from one `Dice` (one
+Hypothesis choice); Hypothesis draws the values (sizes, counts, budgets, which
+schema...): some fifteen choices for a typical request instead of sixty. Every
+sub-strategy is built once, in `request_settings`, never while drawing."""
 
 from __future__ import annotations
 
-import copy
-from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from typing import Any
 
 import hypothesis.strategies as st
+from hypothesis import reject
 
-from fuzz.media import ImageRecipe, render
 from fuzz.model import Media, RequestSpec, media_url
-from fuzz.strategies._common import Draw, chance, check_int, emit, unique
-from fuzz.strategies.contexts import context_texts
-from fuzz.strategies.history import histories
-from fuzz.strategies.images import MAX_PIXELS, SEED_MAX, image_recipes, image_tags
+from fuzz.strategies._common import Draw, StrategyArgumentError, check_int, emit, ints, unique
+from fuzz.strategies.contexts import ContextSpec, context_spec, draw_context
+from fuzz.strategies.dice import Dice
+from fuzz.strategies.exclusion import NOTHING, REDRAWS, Exclusion
+from fuzz.strategies.history import HistorySpec, draw_history, history_spec
+from fuzz.strategies.images import MAX_PIXELS, RecipeSpec, recipe_spec
+from fuzz.strategies.pool import ImageSources, MediaPool, image_sources
 from fuzz.strategies.sampling import (SamplingSettings, draw_max_tokens, draw_oddities,
                                       draw_sampling, draw_stream)
-from fuzz.strategies.schemas import response_format_tags, response_formats
-from fuzz.strategies.structured import structured_outputs, structured_outputs_tags
-from fuzz.strategies.texts import text_tags, texts
-from fuzz.strategies.tools import tool_configs, tool_tags
-from fuzz.strategies.urls import draw_fixture_url
+from fuzz.strategies.schemas import (FormatSpec, draw_response_format, format_spec,
+                                     response_format_tags)
+from fuzz.strategies.seed_images import seed_files
+from fuzz.strategies.structured import (OutputsSpec, draw_structured_outputs, outputs_spec,
+                                        structured_outputs_tags)
+from fuzz.strategies.texts import PROMPTS, TextSpec, draw_text, sizer, text_spec, text_tags
+from fuzz.strategies.tools import ToolSpec, draw_tool_config, tool_spec, tool_tags
+from fuzz.strategies.urls import URL_BEHAVIOURS, draw_fixture_url
+from fuzz.tokens import TokenScale
+
+__all__ = ["ChatRequest", "MediaPool", "RequestSettings", "chat_requests", "draw_allowed_request",
+           "draw_chat_request", "request_settings"]
+
+_CONTENT_TAGS = ("text:unicode", "text:unicode_edge", "text:special_tokens")
 
 
 @dataclass(frozen=True)
@@ -43,109 +58,52 @@ class ChatRequest:
                 disconnect_after_chunks: int | None = None,
                 extra_tags: tuple[str, ...] = ()) -> RequestSpec:
         """A RequestSpec with its own copy of the body (repeats never share dicts)."""
-        return RequestSpec(id=request_id, body=copy.deepcopy(self.body), offset_ms=offset_ms,
+        return RequestSpec(id=request_id, body=_copied(self.body), offset_ms=offset_ms,
                            disconnect_after_chunks=disconnect_after_chunks,
                            tags=unique(self.tags + extra_tags))
 
 
-class RenderCache:
-    """Process-wide memo of `render` (pure, so safe), bounded by total bytes: Hypothesis
-    re-draws the same recipes when it mutates earlier examples, and re-encoding a
-    megapixel TIFF each time dominated generation time."""
-
-    def __init__(self, max_bytes: int = 128 * 2**20) -> None:
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[ImageRecipe, tuple[Media, str]] = OrderedDict()
-        self._bytes = 0
-
-    def get(self, recipe: ImageRecipe) -> tuple[Media, str]:
-        hit = self._items.get(recipe)
-        if hit is not None:
-            self._items.move_to_end(recipe)
-            return hit
-        media = render(recipe)
-        hit = (media, media.sha256)
-        if len(media.data) <= self.max_bytes // 4:
-            self._items[recipe] = hit
-            self._bytes += len(media.data)
-            while self._bytes > self.max_bytes:
-                _, (old, _) = self._items.popitem(last=False)
-                self._bytes -= len(old.data)
-        return hit
-
-
-RENDER_CACHE = RenderCache()
-
-
-@dataclass
-class MediaPool:
-    """Images drawn so far in one scenario (local to a single draw, never global);
-    renders each recipe once and keeps sha256 unique per (mime, encoding)."""
-
-    rendered: dict[ImageRecipe, Media] = field(default_factory=dict)
-    shas: dict[ImageRecipe, str] = field(default_factory=dict)  # Media.sha256 is not cached
-
-    def image(self, draw: Draw, recipes: st.SearchStrategy[ImageRecipe],
-              reuse_percent: int) -> tuple[Media, str, tuple[str, ...]]:
-        """Draw a new image, a byte-identical repeat, or a same-recipe variant with a
-        fresh seed; returns the media, its sha256 and its tags."""
-        known = set(self.shas.values())
-        tags: list[str] = []
-        if self.rendered and chance(draw, reuse_percent):
-            base = draw(st.sampled_from(list(self.rendered)))
-            if draw(st.booleans()):
-                base = replace(base, seed=draw(st.integers(0, SEED_MAX)))
-                tags.append("image:variant")
-            recipe = base
-        else:
-            recipe = draw(recipes)
-        recipe = self._render(recipe)
-        media = self.rendered[recipe]
-        if self.shas[recipe] in known:
-            tags = ["image:repeat"]
-        return media, self.shas[recipe], image_tags(recipe) + tuple(tags)
-
-    def _render(self, recipe: ImageRecipe) -> ImageRecipe:
-        """Render once; if the bytes equal another recipe's but the data URL would
-        differ (a wrong MIME, a bad encoding), bump the seed: one sha, one Media."""
-        for _ in range(3):
-            if recipe in self.rendered:
-                return recipe
-            media, sha = RENDER_CACHE.get(recipe)
-            clash = [r for r, h in self.shas.items() if h == sha and (
-                self.rendered[r].mime, self.rendered[r].encoding) != (media.mime, media.encoding)]
-            if not clash:
-                self.rendered[recipe], self.shas[recipe] = media, sha
-                return recipe
-            previous = clash[0]
-            recipe = replace(recipe, seed=(recipe.seed + 1) % 2**64)
-        return previous  # bytes independent of the seed (empty, fixed not_image): reuse
+def _copied(value: Any) -> Any:
+    """A deep copy of JSON-shaped data (dicts, lists, tuples, scalars), several times
+    faster than `copy.deepcopy`, which a body of a few hundred nodes made costly."""
+    if isinstance(value, dict):
+        return {k: _copied(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copied(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_copied(v) for v in value)
+    return value
 
 
 @dataclass(frozen=True)
 class RequestSettings:
-    """Validated knobs and the sub-strategies built from them (corpora load once)."""
+    """Validated knobs and the sub-specs built from them (corpora load once)."""
 
     max_images: int
+    image_counts: st.SearchStrategy[int]
     image_limit: int
     at_limit_percent: int
     over_limit_percent: int
     url_image_percent: int
-    recipes: st.SearchStrategy[ImageRecipe]
-    limit_recipes: st.SearchStrategy[ImageRecipe]
-    prompts: st.SearchStrategy[str]
-    short_texts: st.SearchStrategy[str]
+    url_behaviours: tuple[str, ...]
+    images: ImageSources
+    limit_images: ImageSources
+    prompts: TextSpec
+    short_texts: TextSpec
     max_model_len: int
     long_context_percent: int
-    count_tokens: Callable[[str], int] | None
-    formats: st.SearchStrategy[dict[str, Any]]
-    outputs: st.SearchStrategy[dict[str, Any]]
-    tools: st.SearchStrategy[dict[str, Any]]
+    contexts: ContextSpec | None
+    formats: FormatSpec
+    outputs: OutputsSpec
+    tools: ToolSpec
+    history: HistorySpec | None
     sampling: SamplingSettings
+    system_percent: int
     structured_percent: int
+    response_format_percent: int  # of structured requests; the rest use structured_outputs
     tools_percent: int
     history_percent: int
-    reuse_percent: int
+    exclusion: Exclusion
 
 
 def request_settings(*, max_images: int = 4, max_output_tokens: int = 64,
@@ -161,7 +119,10 @@ def request_settings(*, max_images: int = 4, max_output_tokens: int = 64,
                      unknown_field_percent: int = 3, mistyped_percent: int = 3,
                      invalid_structured_percent: int = 5,
                      animated_percent: int = 3, zero_max_tokens_percent: int = 2,
-                     large_output_percent: int = 3) -> RequestSettings:
+                     large_output_percent: int = 3, seed_image_percent: int = 10,
+                     token_scale: TokenScale | None = None,
+                     exclude_features: Exclusion | Collection[str] | None = None
+                     ) -> RequestSettings:
     check_int("max_images", max_images, 0)
     check_int("image_limit", image_limit, 0)
     check_int("max_prompt_tokens", max_prompt_tokens, 0)
@@ -172,53 +133,104 @@ def request_settings(*, max_images: int = 4, max_output_tokens: int = 64,
                         ("over_limit_percent", over_limit_percent),
                         ("url_image_percent", url_image_percent),
                         ("long_context_percent", long_context_percent),
-                        ("history_percent", history_percent)):
+                        ("history_percent", history_percent),
+                        ("seed_image_percent", seed_image_percent)):
         check_int(name, value, 0, 100)
+    ex = Exclusion.of(exclude_features)
+    measure = sizer(count_tokens, token_scale)
     sampling = SamplingSettings(
         max_output_tokens=max_output_tokens,
         large_output_tokens=max(large_output_tokens, max_output_tokens),
         zero_percent=zero_max_tokens_percent, large_percent=large_output_percent,
         extras_percent=sampling_extras_percent, unknown_percent=unknown_field_percent,
-        mistyped_percent=mistyped_percent)
+        mistyped_percent=mistyped_percent, exclusion=ex)
+    seeds = seed_files()
+    limit_pixels = min(max_pixels, 64 * 64)
+    images = image_sources(
+        _recipes_or_none(max_pixels=max_pixels, broken_percent=broken_percent,
+                  animated_percent=animated_percent, exclusion=ex),
+        seeds, seed_percent=seed_image_percent, reuse_percent=reuse_percent,
+        max_pixels=max_pixels, exclusion=ex)
+    limit_images = image_sources(
+        _recipes_or_none(max_pixels=limit_pixels, broken_percent=0, animated_percent=0, exclusion=ex),
+        seeds, seed_percent=seed_image_percent, reuse_percent=reuse_percent,
+        max_pixels=limit_pixels, exclusion=ex)
+    counts = tuple(n for n in range(max_images + 1) if ex.allows(f"images:{n}")
+                   and (n == 0 or images.usable))
+    behaviours = ex.keep(URL_BEHAVIOURS, lambda b: (f"image:url:{b}",))
+    content_only = Exclusion(frozenset(t for t in _CONTENT_TAGS if ex.excludes(t)))
+    contexts = None
+    if ex.allows("text:long") and ex.allows("context"):
+        contexts = context_spec(measure=measure, exclusion=ex)
+    history = None
+    if any(ex.allows(f"history:{n}") for n in (1, 2, 3)):
+        history = history_spec(exclusion=ex)
+    formats = format_spec(exclusion=ex)
+    outputs = outputs_spec(invalid_percent=invalid_structured_percent, exclusion=ex)
+    can_format = ex.allows("structured") and formats.usable
+    can_output = ex.allows("structured_outputs") and outputs.kinds is not None
     return RequestSettings(
-        max_images=max_images, image_limit=image_limit, at_limit_percent=at_limit_percent,
-        over_limit_percent=over_limit_percent, url_image_percent=url_image_percent,
-        recipes=image_recipes(max_pixels=max_pixels, broken_percent=broken_percent,
-                              animated_percent=animated_percent),
-        limit_recipes=image_recipes(max_pixels=min(max_pixels, 64 * 64), broken_percent=0,
-                                    animated_percent=0),
-        prompts=texts(min_tokens=0, max_tokens=max_prompt_tokens),
-        short_texts=texts(min_tokens=1, max_tokens=min(max(max_prompt_tokens, 1), 64)),
-        max_model_len=max_model_len, long_context_percent=long_context_percent,
-        count_tokens=count_tokens,
-        formats=response_formats(),
-        outputs=structured_outputs(invalid_percent=invalid_structured_percent),
-        tools=tool_configs(max_tools=max_tools), sampling=sampling,
-        structured_percent=structured_percent, tools_percent=tools_percent,
-        history_percent=history_percent, reuse_percent=reuse_percent)
+        max_images=max_images,
+        image_counts=ints(0, max_images) if len(counts) == max_images + 1 else st.sampled_from(
+            ex.require(counts, "image count")),
+        image_limit=image_limit,
+        at_limit_percent=ex.percent(at_limit_percent, "images:at_limit") if limit_images.usable
+        else 0,
+        over_limit_percent=ex.percent(over_limit_percent, "images:over_limit")
+        if limit_images.usable else 0,
+        url_image_percent=url_image_percent if behaviours else 0, url_behaviours=behaviours,
+        images=images, limit_images=limit_images,
+        prompts=text_spec(min_tokens=0, max_tokens=max_prompt_tokens, sizer_=measure,
+                          exclusion=ex),
+        short_texts=text_spec(min_tokens=1, max_tokens=min(max(max_prompt_tokens, 1), 64),
+                              sizer_=measure, exclusion=content_only),
+        max_model_len=max_model_len,
+        long_context_percent=long_context_percent if contexts is not None else 0,
+        contexts=contexts, formats=formats, outputs=outputs,
+        tools=tool_spec(max_tools=max_tools, exclusion=ex if ex.allows("tools") else NOTHING),
+        history=history, sampling=sampling,
+        system_percent=ex.percent(25, "system"),
+        structured_percent=structured_percent if can_format or can_output else 0,
+        response_format_percent=(50 if can_output else 100) if can_format else 0,
+        tools_percent=ex.percent(tools_percent, "tools"),
+        history_percent=ex.percent(history_percent, "history") if history is not None else 0,
+        exclusion=ex)
 
 
-def _draw_images(draw: Draw, s: RequestSettings, pool: MediaPool
+def _recipes_or_none(*, exclusion: Exclusion, **kwargs: Any) -> RecipeSpec | None:
+    """The recipe spec, or None when the exclusion leaves no recipe (bad arguments
+    still raise)."""
+    spec = recipe_spec(**kwargs)
+    try:
+        return recipe_spec(**kwargs, exclusion=exclusion) if exclusion else spec
+    except StrategyArgumentError:
+        return None
+
+
+def _draw_images(dice: Dice, s: RequestSettings, pool: MediaPool
                  ) -> tuple[list[dict[str, Any]], dict[str, Media], list[str]]:
     tags: list[str] = []
-    recipes = s.recipes
-    if s.image_limit and chance(draw, s.over_limit_percent):
-        count = s.image_limit + draw(st.integers(1, 2))
-        recipes = s.limit_recipes
+    sources = s.images
+    if s.image_limit and dice.flip(s.over_limit_percent):
+        count = s.image_limit + dice.draw(ints(1, 2))
+        sources = s.limit_images
         tags.append("images:over_limit")
-    elif s.image_limit and chance(draw, s.at_limit_percent):
-        count, recipes = s.image_limit, s.limit_recipes
+    elif s.image_limit and dice.flip(s.at_limit_percent):
+        count, sources = s.image_limit, s.limit_images
         tags.append("images:at_limit")
     else:
-        count = draw(st.integers(0, s.max_images))
+        count = dice.draw(s.image_counts)
     media: dict[str, Media] = {}
     parts: list[dict[str, Any]] = []
     for _ in range(count):
-        m, sha, image_tags_ = pool.image(draw, recipes, s.reuse_percent)
+        drawn = pool.image(dice, sources)
+        if drawn is None:  # nothing allowed came out: one image fewer
+            continue
+        m, sha, image_tags_ = drawn
         url = media_url(sha)
         uses_media = True
-        if chance(draw, s.url_image_percent):
-            url, behaviour, uses_media = draw_fixture_url(draw, m)
+        if dice.flip(s.url_image_percent):
+            url, behaviour, uses_media = draw_fixture_url(dice.draw, m, s.url_behaviours)
             tags.append(f"image:url:{behaviour}")
         if uses_media:
             media[sha] = m
@@ -227,54 +239,86 @@ def _draw_images(draw: Draw, s: RequestSettings, pool: MediaPool
     return parts, media, tags
 
 
-def draw_chat_request(draw: Draw, settings: RequestSettings, pool: MediaPool) -> ChatRequest:
-    """One request; images come from (and go into) `pool`."""
+def draw_chat_request(draw: Draw, settings: RequestSettings, pool: MediaPool,
+                      salt: tuple[int, ...] = ()) -> ChatRequest | None:
+    """One request; images come from (and go into) `pool`; `salt` tells its dice
+    apart from other requests' (see `Dice`). None only when the exclusion rules out
+    a tag that follows from what was drawn (e.g. the image count after an excluded
+    image was left out): the caller draws again."""
     s = settings
+    dice = Dice.rolled(draw, salt)
     tags: list[str] = []
     messages: list[dict[str, Any]] = []
-    max_tokens, max_tokens_tag = draw_max_tokens(draw, s.sampling)
+    max_tokens, max_tokens_tag = draw_max_tokens(dice, s.sampling)
     body: dict[str, Any] = {"messages": messages, "max_tokens": max_tokens}
-    if chance(draw, s.tools_percent):
-        body.update(draw(s.tools))
+    if dice.flip(s.tools_percent):
+        body.update(draw_tool_config(dice, s.tools))
         tags.extend(tool_tags(body))
-    if chance(draw, 25):
-        messages.append({"role": "system", "content": draw(s.short_texts)})
+
+    def short_text() -> str:
+        return draw_text(dice, s.short_texts) or PROMPTS[0]
+
+    if dice.flip(s.system_percent):
+        messages.append({"role": "system", "content": short_text()})
         tags.append("system")
-    if chance(draw, s.history_percent):
-        history, history_tags = draw(histories(texts=s.short_texts, tools=body.get("tools", ())))
+    if s.history is not None and dice.flip(s.history_percent):
+        history, history_tags = draw_history(dice, s.history, short_text,
+                                             body.get("tools", ()))
         messages.extend(history)
         tags.extend(history_tags)
 
-    parts, media, image_tags_ = _draw_images(draw, s, pool)
+    parts, media, image_tags_ = _draw_images(dice, s, pool)
     tags.extend(image_tags_)
     budget_tokens = max(1, max_tokens)
-    if budget_tokens < s.max_model_len and chance(draw, s.long_context_percent):
-        position, text = draw(context_texts(max_model_len=s.max_model_len,
-                                            max_tokens=budget_tokens, count_tokens=s.count_tokens))
+    text: str | None
+    if s.contexts is not None and budget_tokens < s.max_model_len \
+            and dice.flip(s.long_context_percent):
+        position, text = draw_context(dice.draw, s.contexts, s.max_model_len - budget_tokens)
         tags.extend([f"context:{position}", "text:long"])
     else:
-        text = draw(s.prompts)
+        text = draw_text(dice, s.prompts)
+        if text is None:
+            return None
         tags.extend(text_tags(text))
-    if not parts and chance(draw, 50):
+    if not parts and dice.flip(50):
         content: Any = text
     else:
         if text or not parts:
-            parts.insert(draw(st.integers(0, len(parts))), {"type": "text", "text": text})
+            parts.insert(dice.draw(ints(0, len(parts))), {"type": "text", "text": text})
         content = parts
     messages.append({"role": "user", "content": content})
     tags.insert(0, f"images:{sum(p['type'] == 'image_url' for p in parts)}")
     tags.append(max_tokens_tag)
-    tags.extend(draw_stream(draw, body))
-    tags.extend(draw_sampling(draw, s.sampling, body))
-    if chance(draw, s.structured_percent):
-        if draw(st.booleans()):
-            body["response_format"] = draw(s.formats)
-            tags.extend(response_format_tags(body["response_format"]))
+    tags.extend(draw_stream(dice, body, s.exclusion))
+    tags.extend(draw_sampling(dice, s.sampling, body))
+    if dice.flip(s.structured_percent):
+        if dice.flip(s.response_format_percent):
+            value = draw_response_format(dice, s.formats)
+            if value is not None:
+                body["response_format"] = value
+                tags.extend(response_format_tags(value))
         else:
-            body["structured_outputs"] = draw(s.outputs)
-            tags.extend(structured_outputs_tags(body["structured_outputs"]))
-    tags.extend(draw_oddities(draw, s.sampling, body))
-    return ChatRequest(body=body, media=media, tags=unique(tags))
+            value = draw_structured_outputs(dice, s.outputs)
+            if value is not None:
+                body["structured_outputs"] = value
+                tags.extend(structured_outputs_tags(value))
+    tags.extend(draw_oddities(dice, s.sampling, body))
+    request = ChatRequest(body=body, media=media, tags=unique(tags))
+    if s.exclusion and not s.exclusion.allows_all(request.tags):
+        return None
+    return request
+
+
+def draw_allowed_request(draw: Draw, settings: RequestSettings, pool: MediaPool,
+                         salt: tuple[int, ...] = ()) -> ChatRequest:
+    """`draw_chat_request`, drawn again (up to REDRAWS times) while it returns None;
+    the example is rejected after that (only odd exclusions get there)."""
+    for attempt in range(REDRAWS):
+        request = draw_chat_request(draw, settings, pool, salt + (attempt,))
+        if request is not None:
+            return request
+    reject()
+    raise AssertionError("unreachable")  # reject() raises
 
 
 def chat_requests(**kwargs: Any) -> st.SearchStrategy[ChatRequest]:
@@ -284,7 +328,7 @@ def chat_requests(**kwargs: Any) -> st.SearchStrategy[ChatRequest]:
 
     @st.composite
     def build(draw: Draw) -> ChatRequest:
-        request = draw_chat_request(draw, settings, MediaPool())
+        request = draw_allowed_request(draw, settings, MediaPool())
         emit(request.tags)
         return request
 

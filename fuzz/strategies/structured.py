@@ -7,13 +7,17 @@ answer those with a 400, never a 5xx or a hang."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import hypothesis.strategies as st
+from hypothesis import reject
 
-from fuzz.strategies._common import Draw, chance, check_int
-from fuzz.strategies.schemas import any_schemas
+from fuzz.strategies._common import Draw, check_int
+from fuzz.strategies.dice import Dice
+from fuzz.strategies.exclusion import NOTHING, Exclusion
 from fuzz.strategies.schema_gen import schema_features
+from fuzz.strategies.schemas import SchemaSource, draw_named_schema, schema_source
 from fuzz.strategies.texts import SPECIAL_TOKENS
 
 KINDS: tuple[str, ...] = ("json", "regex", "choice", "grammar", "json_object")
@@ -38,48 +42,118 @@ BAD_REGEXES: tuple[str, ...] = ("([a-z]", "a{5,2}", "(?P<x>a)(?P<x>b)", "*")
 BAD_GRAMMARS: tuple[str, ...] = ("root ::= ", "root ::= undefined_rule", "not a grammar at all")
 
 
-def structured_outputs(*, invalid_percent: int = 5, generated_percent: int = 40,
-                       options_percent: int = 15) -> st.SearchStrategy[dict[str, Any]]:
-    """`structured_outputs` values; about `invalid_percent`% must be refused, about
-    `options_percent`% carry whitespace/additionalProperties options."""
+OPTIONS: tuple[str, ...] = ("disable_any_whitespace", "disable_additional_properties",
+                           "whitespace_pattern")
+
+
+@dataclass(frozen=True)
+class OutputsSpec:
+    """What `structured_outputs` draws from, narrowed by the exclusion."""
+
+    kinds: st.SearchStrategy[str] | None
+    pairs: st.SearchStrategy[list[str]] | None  # two kinds at once (invalid)
+    invalid: st.SearchStrategy[str] | None
+    options: st.SearchStrategy[str] | None
+    regexes: st.SearchStrategy[str]
+    grammars: st.SearchStrategy[str]
+    choices: st.SearchStrategy[tuple[str, ...]]
+    schemas: SchemaSource
+    invalid_percent: int
+    options_percent: int
+
+
+def outputs_spec(*, invalid_percent: int = 5, generated_percent: int = 40,
+                 options_percent: int = 15, exclusion: Exclusion = NOTHING) -> OutputsSpec:
     check_int("invalid_percent", invalid_percent, 0, 100)
     check_int("options_percent", options_percent, 0, 100)
-    schemas = any_schemas(generated_percent=generated_percent)
+    ex = exclusion
+    schemas = schema_source(generated_percent=generated_percent, exclusion=ex)
+    kinds = ex.keep(KINDS, lambda k: (f"structured_outputs:{k}",))
+    if schemas.seeds is None and schemas.generated is None:
+        kinds = tuple(k for k in kinds if k != "json")
+    invalid_kinds = ex.keep(INVALID_KINDS, lambda k: (
+        "structured_outputs:invalid", *{"bad_regex": ("structured_outputs:regex",),
+                                        "bad_grammar": ("structured_outputs:grammar",),
+                                        "empty_choice": ("structured_outputs:choice",)}.get(k, ())))
+    if len(kinds) < 2:
+        invalid_kinds = tuple(k for k in invalid_kinds if k != "multiple")
+    options = ex.keep(OPTIONS, lambda o: (f"structured_outputs:{o}",))
+    grammars = ex.keep(GRAMMARS, lambda g: ("structured_outputs:grammar:lark",)
+                       if g.startswith("?start") else ())
+    return OutputsSpec(
+        kinds=st.sampled_from(kinds) if kinds else None,
+        pairs=st.lists(st.sampled_from(kinds), min_size=2, max_size=2, unique=True)
+        if len(kinds) >= 2 else None,
+        invalid=st.sampled_from(invalid_kinds) if invalid_kinds else None,
+        options=st.sampled_from(options) if options else None,
+        regexes=st.sampled_from(REGEXES), grammars=st.sampled_from(grammars or GRAMMARS),
+        choices=st.sampled_from(CHOICES), schemas=schemas,
+        invalid_percent=invalid_percent if invalid_kinds else 0,
+        options_percent=options_percent if options else 0)
 
-    @st.composite
-    def valid(draw: Draw, kind: str) -> dict[str, Any]:
-        if kind == "json":
-            return {"json": draw(schemas)[1]}
-        if kind == "regex":
-            return {"regex": draw(st.sampled_from(REGEXES))}
-        if kind == "choice":
-            return {"choice": list(draw(st.sampled_from(CHOICES)))}
-        if kind == "grammar":
-            return {"grammar": draw(st.sampled_from(GRAMMARS))}
-        return {"json_object": True}
+
+def _valid(dice: Dice, spec: OutputsSpec, kind: str) -> dict[str, Any] | None:
+    if kind == "json":
+        named = draw_named_schema(dice, spec.schemas)
+        return None if named is None else {"json": named[1]}
+    if kind == "regex":
+        return {"regex": dice.draw(spec.regexes)}
+    if kind == "choice":
+        return {"choice": list(dice.draw(spec.choices))}
+    if kind == "grammar":
+        return {"grammar": dice.draw(spec.grammars)}
+    return {"json_object": True}
+
+
+def draw_structured_outputs(dice: Dice, spec: OutputsSpec) -> dict[str, Any] | None:
+    """A `structured_outputs` value (see `structured_outputs`); None when the
+    exclusion leaves nothing to draw."""
+    if spec.invalid is not None and dice.flip(spec.invalid_percent):
+        bad = dice.draw(spec.invalid)
+        if bad == "multiple" and spec.pairs is not None:
+            a, b = dice.draw(spec.pairs)
+            first, second = _valid(dice, spec, a), _valid(dice, spec, b)
+            if first is not None and second is not None:
+                return {**first, **second}
+        if bad == "none":
+            return {"disable_any_whitespace": True}
+        if bad == "bad_regex":
+            return {"regex": dice.draw(_BAD_REGEXES)}
+        if bad == "bad_grammar":
+            return {"grammar": dice.draw(_BAD_GRAMMARS)}
+        if bad == "empty_choice":
+            return {"choice": []}
+    if spec.kinds is None:
+        return None
+    out = _valid(dice, spec, dice.draw(spec.kinds))
+    if out is not None and spec.options is not None and dice.flip(spec.options_percent):
+        option = dice.draw(spec.options)
+        out[option] = r"[ \n]?" if option == "whitespace_pattern" else True
+    return out
+
+
+def structured_outputs(*, invalid_percent: int = 5, generated_percent: int = 40,
+                       options_percent: int = 15,
+                       exclude_features: Exclusion | frozenset[str] | None = None
+                       ) -> st.SearchStrategy[dict[str, Any]]:
+    """`structured_outputs` values; about `invalid_percent`% must be refused, about
+    `options_percent`% carry whitespace/additionalProperties options. Values with an
+    excluded `structured_outputs:` or `schema:` tag are not drawn."""
+    spec = outputs_spec(invalid_percent=invalid_percent, generated_percent=generated_percent,
+                        options_percent=options_percent, exclusion=Exclusion.of(exclude_features))
 
     @st.composite
     def build(draw: Draw) -> dict[str, Any]:
-        if chance(draw, invalid_percent):
-            bad = draw(st.sampled_from(INVALID_KINDS))
-            if bad == "multiple":
-                a, b = draw(st.lists(st.sampled_from(KINDS), min_size=2, max_size=2, unique=True))
-                return {**draw(valid(a)), **draw(valid(b))}
-            if bad == "none":
-                return {"disable_any_whitespace": True}
-            if bad == "bad_regex":
-                return {"regex": draw(st.sampled_from(BAD_REGEXES))}
-            if bad == "bad_grammar":
-                return {"grammar": draw(st.sampled_from(BAD_GRAMMARS))}
-            return {"choice": []}
-        out = draw(valid(draw(st.sampled_from(KINDS))))
-        if chance(draw, options_percent):
-            option = draw(st.sampled_from(("disable_any_whitespace", "disable_additional_properties",
-                                           "whitespace_pattern")))
-            out[option] = r"[ \n]?" if option == "whitespace_pattern" else True
-        return out
+        value = draw_structured_outputs(Dice.rolled(draw), spec)
+        if value is None:
+            reject()
+        return value
 
     return build()
+
+
+_BAD_REGEXES = st.sampled_from(BAD_REGEXES)
+_BAD_GRAMMARS = st.sampled_from(BAD_GRAMMARS)
 
 
 def structured_outputs_tags(value: Mapping[str, Any]) -> tuple[str, ...]:

@@ -1,17 +1,26 @@
 """Prompt texts from empty to a few thousand tokens, built from the seed corpus in
-`corpora/texts/` plus Hypothesis unicode and literal special tokens. Token counts
-are estimated (no tokenizer here): an ASCII character is a quarter token, any
-other character a whole one, which errs long for CJK and emoji."""
+`corpora/texts/` plus Hypothesis unicode and literal special tokens.
+
+Token counts come from a `Sizer`: without anything better, the built-in estimate
+(an ASCII character is a quarter token, any other character a whole one, which
+errs long for CJK and emoji); with a `fuzz.tokens.TokenScale` measured on the
+target, its per-kind rates; with a caller's `count_tokens`, that function."""
 
 from __future__ import annotations
 
-import re
+import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import hypothesis.strategies as st
+from hypothesis import reject
 
-from fuzz.strategies._common import Draw, chance, check_int, check_order, corpus_dir
+from fuzz.strategies._common import (Draw, StrategyArgumentError, check_int, check_order,
+                                     corpus_dir)
+from fuzz.strategies.dice import Dice
+from fuzz.strategies.exclusion import NOTHING, REDRAWS, Exclusion
+from fuzz.tokens import ESTIMATE, SPECIAL_TOKENS, TokenScale
 
 CountTokens = Callable[[str], int]
 
@@ -29,11 +38,8 @@ PROMPTS: tuple[str, ...] = (
     "Answer yes or no: is the image mostly dark?",
     "Extract the data as JSON.",
 )
-# Qwen2/3-VL chat-template tokens typed as plain text by a user.
-SPECIAL_TOKENS: tuple[str, ...] = (
-    "<|image_pad|>", "<|vision_start|>", "<|vision_end|>", "<|video_pad|>", "<|im_start|>",
-    "<|im_end|>", "<|endoftext|>", "<think>", "</think>", "<tool_call>", "</tool_call>",
-)
+# SPECIAL_TOKENS (re-exported from fuzz.tokens): Qwen2/3-VL chat-template tokens
+# typed as plain text by a user.
 
 
 # Strings that break naive text handling: direction overrides, zero-width and joiner
@@ -49,23 +55,14 @@ UNICODE_EDGE_CASES: tuple[str, ...] = (
 )
 # Unpaired UTF-16 surrogates: survive json.dumps (escaped) but are not valid Unicode.
 LONE_SURROGATES: tuple[str, ...] = ("\ud800", "\udfff", "x\udbff y")
-_ASCII_RUNS = re.compile(r"[\x00-\x7f]+")
+_ASCII_EDGES = tuple(e for e in UNICODE_EDGE_CASES + LONE_SURROGATES if e.isascii())
+_ALL_EDGES = UNICODE_EDGE_CASES + LONE_SURROGATES
 
 
 def estimate_tokens(text: str) -> int:
     """Rough token count: ceil(ascii_chars / 4) + non_ascii_chars (C-speed paths)."""
-    if text.isascii():
-        return -(-len(text) // 4)
-    non_ascii = len(_ASCII_RUNS.sub("", text))
-    return -(-(len(text) - non_ascii) // 4) + non_ascii
-
-
-def _fit(text: str, budget: int) -> str:
-    """The longest prefix of `text` whose estimate is at most `budget`; ASCII text
-    is cut directly (its estimate is exactly a quarter of its length)."""
-    if text.isascii() and estimate_tokens(text) > budget:
-        return text[: budget * 4]
-    return fit_to_tokens(text, budget)
+    ascii_chars = len(text) if text.isascii() else len(text.encode("ascii", "ignore"))
+    return -(-ascii_chars // 4) + len(text) - ascii_chars
 
 
 def fit_to_tokens(text: str, target: int, count_tokens: CountTokens = estimate_tokens) -> str:
@@ -74,6 +71,8 @@ def fit_to_tokens(text: str, target: int, count_tokens: CountTokens = estimate_t
     Pure apart from whatever `count_tokens` does; assumes counts grow with length."""
     if target < 0:
         raise ValueError(f"target={target} must be >= 0")
+    if count_tokens is estimate_tokens:
+        return ESTIMATE.fit(text, target)  # the same answer in one pass
     if count_tokens(text) <= target:
         return text
     lo, hi = 0, len(text)  # count(text[:lo]) <= target < count(text[:hi])
@@ -85,6 +84,36 @@ def fit_to_tokens(text: str, target: int, count_tokens: CountTokens = estimate_t
             hi = mid
     return text[:lo]
 
+
+@dataclass(frozen=True)
+class Sizer:
+    """How texts are measured: `count` tokens, `fit` a text to a token budget."""
+
+    count: CountTokens
+    fit: Callable[[str, int], str]
+
+
+ESTIMATED = Sizer(estimate_tokens, ESTIMATE.fit)
+
+
+def sizer(count_tokens: CountTokens | None = None, token_scale: TokenScale | None = None) -> Sizer:
+    """A caller's exact counter first (a tokenizer), else a measured scale, else the
+    built-in estimate."""
+    if count_tokens is not None:
+        if not callable(count_tokens):
+            raise StrategyArgumentError(f"count_tokens must be callable, got {count_tokens!r}")
+        return Sizer(count_tokens, functools.partial(_fit_with, count_tokens))
+    if token_scale is not None:
+        if not isinstance(token_scale, TokenScale):
+            raise StrategyArgumentError(f"token_scale must be a TokenScale, got {token_scale!r}")
+        return Sizer(token_scale.count, token_scale.fit)
+    return ESTIMATED
+
+
+def _fit_with(count_tokens: CountTokens, text: str, target: int) -> str:
+    return fit_to_tokens(text, target, count_tokens)
+
+
 def load_corpus(directory: Path | str | None = None) -> tuple[str, ...]:
     """The seed documents (`*.txt`, sorted by name so draws are reproducible)."""
     path = corpus_dir(directory, "corpora", "texts")
@@ -95,55 +124,143 @@ def load_corpus(directory: Path | str | None = None) -> tuple[str, ...]:
     return docs
 
 
-def texts(*, min_tokens: int = 0, max_tokens: int = 4000, unicode: bool = True,
-          special_tokens: bool = True, lone_surrogates: bool = False,
-          corpus: Path | str | None = None) -> st.SearchStrategy[str]:
-    """Texts whose estimated token count lies in [min_tokens, max_tokens]: about a
-    third each short (<= 32), medium (<= 512) and long (upper half of the range). `unicode` mixes in arbitrary Hypothesis text and
-    `special_tokens` sometimes types a chat-template token into the prompt;
-    `lone_surrogates` allows unpaired surrogates (invalid Unicode) among the edge cases."""
+# Token counts behind each length tag: (tag, first, last).
+BUCKETS: tuple[tuple[str, int, int], ...] = (("empty", 0, 0), ("short", 1, 63),
+                                            ("medium", 64, 1023), ("long", 1024, 2**62))
+_UNICODE_TEXT = st.text(min_size=1, max_size=24)
+_SPECIALS = st.sampled_from(SPECIAL_TOKENS)
+
+
+@dataclass(frozen=True)
+class TextSpec:
+    """Validated `texts` arguments and what they draw from (corpus loaded once)."""
+
+    lengths: tuple[tuple[st.SearchStrategy[int], ...], ...]
+    openings: tuple[tuple[str, int], ...]  # (prompt, index into docs), a Dice pick
+    docs: tuple[str, ...]
+    edge_cases: st.SearchStrategy[str] | None
+    special_percent: int
+    unicode_percent: int
+    edge_percent: int
+    sizer: Sizer
+    exclusion: Exclusion
+
+
+def text_spec(*, min_tokens: int = 0, max_tokens: int = 4000, unicode: bool = True,
+              special_tokens: bool = True, lone_surrogates: bool = False,
+              corpus: Path | str | None = None, sizer_: Sizer = ESTIMATED,
+              exclusion: Exclusion = NOTHING, prefix: str = "text") -> TextSpec:
     check_int("min_tokens", min_tokens, 0)
     check_int("max_tokens", max_tokens, 0)
     check_order("min_tokens", min_tokens, "max_tokens", max_tokens)
-    docs = load_corpus(corpus)
-    edge_cases = UNICODE_EDGE_CASES + (LONE_SURROGATES if lone_surrogates else ())
-    lengths = st.one_of(
-        st.integers(min_tokens, max(min_tokens, min(max_tokens, 32))),
-        st.integers(min_tokens, max(min_tokens, min(max_tokens, 512))),
-        st.integers(max(min_tokens, max_tokens // 2), max_tokens))  # long: near the cap
+    ex = exclusion
+    plain_unicode = ex.allows(f"{prefix}:unicode")
+    docs = ex.require(tuple(d for d in load_corpus(corpus) if _doc_allowed(d, ex, prefix)),
+                      "seed text (they all carry an excluded text feature)")
+    edges = UNICODE_EDGE_CASES + (LONE_SURROGATES if lone_surrogates else ())
+    wanted = [(min_tokens, max(min_tokens, min(max_tokens, 32))),  # short, medium, long
+              (min_tokens, max(min_tokens, min(max_tokens, 512))),
+              (max(min_tokens, max_tokens // 2), max_tokens)]
+    return TextSpec(
+        lengths=_lengths(wanted, ex, prefix),
+        openings=tuple((p, i) for i in range(len(docs)) for p in PROMPTS),
+        docs=docs,
+        edge_cases=st.sampled_from(edges) if unicode else None,
+        special_percent=5 if special_tokens and ex.allows(f"{prefix}:special_tokens") else 0,
+        unicode_percent=15 if unicode and plain_unicode else 0,
+        edge_percent=8 if unicode and plain_unicode and ex.allows(f"{prefix}:unicode_edge") else 0,
+        sizer=sizer_, exclusion=ex)
+
+
+def _lengths(wanted: list[tuple[int, int]], ex: Exclusion,
+             prefix: str) -> tuple[tuple[st.SearchStrategy[int], ...], ...]:
+    """Budget ranges, grouped by the `wanted` range they come from (group and range
+    are `Dice` picks, the budget a Hypothesis choice). With length tags excluded, a
+    wanted range keeps only its parts inside allowed buckets (a cut can land a token
+    short of its budget, so a bucket's first budget is skipped)."""
+    allowed = [(first + (first > 1), last) for name, first, last in BUCKETS
+               if ex.allows(f"{prefix}:{name}")]
+    if len(allowed) == len(BUCKETS):
+        return tuple((st.integers(lo, hi),) for lo, hi in wanted)
+    groups = []
+    for lo, hi in wanted:
+        parts = [(max(lo, a), min(hi, b)) for a, b in allowed if max(lo, a) <= min(hi, b)]
+        if parts:
+            groups.append(tuple(st.integers(a, b) for a, b in parts))
+    return ex.require(tuple(groups), f"{prefix} length between {wanted[0][0]} and "
+                                     f"{wanted[-1][1]} tokens")
+
+
+def _doc_allowed(doc: str, ex: Exclusion, prefix: str) -> bool:
+    return ex.allows_all(text_tags(doc, prefix=prefix)[1:])  # its length is not its tag
+
+
+def draw_text(dice: Dice, spec: TextSpec, *, prefix: str = "text") -> str | None:
+    """One text (see `texts`); None when REDRAWS attempts all carried an excluded tag."""
+    for _ in range(REDRAWS if spec.exclusion else 1):
+        text = _compose(dice, spec)
+        if spec.exclusion.allows_all(text_tags(text, prefix=prefix)):
+            return text
+    return None
+
+
+def _compose(dice: Dice, spec: TextSpec) -> str:
+    budget = dice.draw(dice.pick(dice.pick(spec.lengths)))
+    if budget == 0:
+        return ""
+    prompt, index = dice.pick(spec.openings)
+    parts = [prompt]
+    if dice.flip(spec.special_percent):
+        parts.append(dice.draw(_SPECIALS))
+    if dice.flip(spec.unicode_percent):
+        parts.append(dice.draw(_UNICODE_TEXT))
+    if spec.edge_cases is not None and dice.flip(spec.edge_percent):
+        parts.append(dice.draw(spec.edge_cases))
+    doc = spec.docs[index]
+    text = " ".join(parts) + "\n\n" + doc[dice.number(0, len(doc) - 1):]
+    short = budget - spec.sizer.count(text)
+    if short > 0:  # enough whole copies in one go (each adds >= len(doc) / 4 tokens)
+        text += ("\n\n" + doc) * (short * 4 // max(len(doc), 1) + 1)
+        while spec.sizer.count(text) < budget:  # a measured scale may be denser
+            text += text
+    return spec.sizer.fit(text, budget)
+
+
+def texts(*, min_tokens: int = 0, max_tokens: int = 4000, unicode: bool = True,
+          special_tokens: bool = True, lone_surrogates: bool = False,
+          corpus: Path | str | None = None, token_scale: TokenScale | None = None,
+          exclude_features: Exclusion | frozenset[str] | None = None) -> st.SearchStrategy[str]:
+    """Texts whose token count lies in [min_tokens, max_tokens] (estimated, or by
+    `token_scale`): about a third each short (<= 32), medium (<= 512) and long
+    (upper half of the range). `unicode` mixes in arbitrary Hypothesis text and
+    `special_tokens` sometimes types a chat-template token into the prompt;
+    `lone_surrogates` allows unpaired surrogates (invalid Unicode) among the edge
+    cases. Texts tagged with an excluded `text:` feature are not drawn."""
+    spec = text_spec(min_tokens=min_tokens, max_tokens=max_tokens, unicode=unicode,
+                     special_tokens=special_tokens, lone_surrogates=lone_surrogates,
+                     corpus=corpus, sizer_=sizer(token_scale=token_scale),
+                     exclusion=Exclusion.of(exclude_features))
 
     @st.composite
     def build(draw: Draw) -> str:
-        budget = draw(lengths)
-        if budget == 0:
-            return ""
-        parts = [draw(st.sampled_from(PROMPTS))]
-        if special_tokens and chance(draw, 5):
-            parts.append(draw(st.sampled_from(SPECIAL_TOKENS)))
-        if unicode and chance(draw, 15):
-            parts.append(draw(st.text(min_size=1, max_size=24)))
-        if unicode and chance(draw, 8):
-            parts.append(draw(st.sampled_from(edge_cases)))
-        doc = draw(st.sampled_from(docs))
-        start = draw(st.integers(0, len(doc) - 1))
-        text = " ".join(parts) + "\n\n" + doc[start:]
-        short = budget - estimate_tokens(text)
-        if short > 0:  # enough whole copies in one go (each adds >= len(doc) / 4 tokens)
-            text += ("\n\n" + doc) * (short * 4 // max(len(doc), 1) + 1)
-        return _fit(text, budget)
+        text = draw_text(Dice.rolled(draw), spec)
+        if text is None:
+            reject()
+        return text
 
     return build()
 
 
-def text_tags(text: str, *, prefix: str = "text") -> tuple[str, ...]:
+def text_tags(text: str, *, prefix: str = "text", sizer_: Sizer = ESTIMATED) -> tuple[str, ...]:
     """Length bucket, plus unicode / special-token markers."""
-    n = estimate_tokens(text)
-    bucket = "empty" if n == 0 else "short" if n < 64 else "medium" if n < 1024 else "long"
+    n = sizer_.count(text)
+    bucket = next(name for name, _, last in BUCKETS if n <= last)
     tags = [f"{prefix}:{bucket}"]
-    if not text.isascii():
+    plain = text.isascii()
+    if not plain:
         tags.append(f"{prefix}:unicode")
-    if any(tok in text for tok in SPECIAL_TOKENS):
+    if "<" in text and any(tok in text for tok in SPECIAL_TOKENS):
         tags.append(f"{prefix}:special_tokens")
-    if any(edge in text for edge in UNICODE_EDGE_CASES + LONE_SURROGATES):
+    if any(edge in text for edge in (_ASCII_EDGES if plain else _ALL_EDGES)):
         tags.append(f"{prefix}:unicode_edge")
     return tuple(tags)

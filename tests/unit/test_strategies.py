@@ -14,15 +14,27 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
 from fuzz.media import ImageRecipe
-from fuzz.model import MEDIA_SCHEME, RequestSpec, Scenario, resolve_media
+from fuzz.model import MEDIA_SCHEME, Media, RequestSpec, Scenario, resolve_media
 from fuzz.strategies import (SPECIAL_TOKENS, ChatRequest, arrival_offsets, chat_requests,
                              estimate_tokens, feature_counts, image_recipes, image_sizes,
-                             response_formats, scenarios, seed_schemas, seed_tools, texts,
+                             response_formats, scenarios, seed_files, seed_schemas, seed_tools, texts,
                              tool_configs, tool_sets, TRAFFIC_SHAPES)
 
 FAST = settings(max_examples=20, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 SMALL = dict(max_pixels=48 * 48, max_prompt_tokens=300, max_requests=8)
+
+
+def recipes_of(scenario: Scenario) -> list[ImageRecipe]:
+    """The rendered images' recipes (seed images have none)."""
+    return [ImageRecipe.from_json(m.recipe) for m in scenario.media.values()
+            if m.recipe.get("kind") != "seed_image"]
+
+
+def pixels_of(media: Media) -> int:
+    if media.recipe.get("kind") == "seed_image":
+        return next(f.pixels for f in seed_files() if f.name == media.recipe["name"])
+    return ImageRecipe.from_json(media.recipe).pixels
 
 
 def all_strings(value: object) -> list[str]:
@@ -139,8 +151,7 @@ def test_scenarios_are_well_formed(scenario: Scenario) -> None:
         assert not any(s.startswith(MEDIA_SCHEME) for s in all_strings(
             resolve_media(spec.body, scenario.media)))
     for media in scenario.media.values():
-        recipe = ImageRecipe.from_json(media.recipe)
-        assert recipe.pixels <= 48 * 48
+        assert pixels_of(media) <= 48 * 48
 
 
 @FAST
@@ -162,7 +173,7 @@ def test_default_scenarios_stay_within_bounds(scenario: Scenario) -> None:
         check_body(dict(spec.body), max_output_tokens=64, tags=spec.tags)
         assert estimate_tokens(json.dumps(spec.body)) < 40_000
     for media in scenario.media.values():
-        assert ImageRecipe.from_json(media.recipe).pixels <= 1_100_000
+        assert pixels_of(media) <= 1_100_000
 
 
 @FAST
@@ -208,13 +219,13 @@ def test_generation_sometimes_repeats_and_varies_images() -> None:
         return len(refs) > len(set(refs))
 
     def variant(s: Scenario) -> bool:
-        recipes = [ImageRecipe.from_json(m.recipe) for m in s.media.values()]
+        recipes = recipes_of(s)
         keys = Counter((r.width_px, r.height_px, r.mode, r.format, r.content) for r in recipes)
         return any(n > 1 for n in keys.values())
 
     assert any(repeats(s) for s in drawn)
     assert any(variant(s) for s in drawn)
-    assert any(ImageRecipe.from_json(m.recipe).corruption for s in drawn for m in s.media.values())
+    assert any(r.corruption for s in drawn for r in recipes_of(s))
     counts = feature_counts(drawn)
     assert counts["image:repeat"] and counts["image:variant"] and counts["stream"]
 
