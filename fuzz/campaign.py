@@ -70,6 +70,7 @@ from fuzz.signals import server_features
 from fuzz.steering import Steering
 from fuzz.strategies import scenarios
 from fuzz.supervisor import EmbeddedSupervisor, ExternalSupervisor, Supervisor, TargetUnavailable
+from fuzz.tokens import TokenScale, measure_token_scale
 from fuzz.triage import Stopped, Triage, TriageConfig
 
 __all__ = ["BundleWritten", "CampaignConfig", "Event", "FailureFound", "Noted",
@@ -105,6 +106,7 @@ class _Campaign:
     disk: DiskWatch = field(init=False)
     steering: Steering | None = field(init=False, default=None)
     watch: IsolationWatch | None = None
+    token_scale: TokenScale | None = None  # from the target's /tokenize; None: estimated
 
     def __post_init__(self) -> None:
         if self.config.steering:
@@ -191,7 +193,9 @@ class _Campaign:
         self.record({"type": "round", "round": round_no, "seed": round_seed, "t": round(self.now(), 3)})
         strategy = scenarios(max_requests=self.config.max_requests,
                              max_output_tokens=self.config.max_output_tokens,
-                             url_image_percent=self.config.url_image_percent)
+                             url_image_percent=self.config.url_image_percent,
+                             token_scale=self.token_scale,
+                             exclude_features=self.config.exclude_features or None)
 
         @hypothesis_seed(round_seed)
         @settings(max_examples=self.config.examples_per_round, database=None, deadline=None,
@@ -406,6 +410,11 @@ def run_campaign(config: CampaignConfig, supervisor: Supervisor,
                       "duration_s": config.duration_s, "version": __version__,
                       "resumed": config.resume, "settings": config.settings_json(),
                       "t": round(c.now(), 3), "wall_clock": time.time()})
+            c.token_scale = loop.run_until_complete(measure_token_scale(
+                supervisor.endpoint.base_url, supervisor.endpoint.model,
+                headers=supervisor.endpoint.headers()))
+            c.record({"type": "tokens", "t": round(c.now(), 3),
+                      "scale": c.token_scale.to_json() if c.token_scale else None})
             on_event(CampaignStarted(summary, config.duration_s, config.resume,
                                      config.max_disk_bytes))
             if config.isolation:

@@ -169,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="wall-time budget per minimization (default 4m)")
     run.add_argument("--keep-target", action="store_true",
                      help="leave the embedded target running afterwards")
+    run.add_argument("--exclude-feature", action="append", default=[], metavar="TAG",
+                     help="stop generating a feature, e.g. sampling:seed to hunt past a known "
+                          "seed bug (repeatable; a tag covers the tags below it)")
     run.add_argument("--server-arg", action="append", default=[], metavar="ARG",
                      help="extra argument for the embedded vLLM, e.g. --server-arg=--async-scheduling "
                           "(repeatable; a target running with other flags is restarted)")
@@ -225,6 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--runs", "--repeat", type=_positive_int, default=3, dest="runs",
                         help="replays per bundle; it counts as fixed only if none fails (default 3)")
     replay.add_argument("--junit", type=Path, help="write JUnit XML here")
+    replay.add_argument("--server-log", type=Path, default=None, metavar="FILE",
+                        help="the target's log file, followed during each replay: server-log "
+                             "bundles cannot be judged without it (the embedded target's is "
+                             "followed automatically)")
 
     bundle = sub.add_parser("bundle", help="inspect, pack, triage or refresh a failure bundle",
                             description="`show` prints a bundle's summary; `pack` writes a single "
@@ -352,6 +359,12 @@ def _run_config(args, out: Path, seed: int):
                                                    ("stall_s", args.stall_timeout),
                                                    ("total_s", args.total_timeout))
                  if value is not None}
+    if args.exclude_feature:
+        from fuzz.strategies import StrategyArgumentError, scenarios
+        try:
+            scenarios(exclude_features=tuple(args.exclude_feature))
+        except StrategyArgumentError as e:
+            raise SystemExit(f"vlfuzz: --exclude-feature: {e}") from None
     if args.resume is None:
         return CampaignConfig(
             out_dir=out, duration_s=args.duration or parse_duration(DEFAULT_DURATION), seed=seed,
@@ -363,7 +376,8 @@ def _run_config(args, out: Path, seed: int):
             steering=not args.no_steering, server_log=args.server_log,
             isolation=(args.isolation if args.isolation is not None
                        else not args.endpoint or args.noise is not None),
-            noise_file=args.noise, interference_factor=args.slowdown_factor or 5.0)
+            noise_file=args.noise, interference_factor=args.slowdown_factor or 5.0,
+            exclude_features=tuple(args.exclude_feature))
     saved = journaled_settings(out)
     if saved is None:
         raise SystemExit(f"vlfuzz: nothing to resume in {out} (no journal with a started record)")
@@ -541,6 +555,7 @@ def cmd_replay(args) -> int:
     from fuzz.target import embedded
     from fuzz.target.server import ServerConfig, TargetError
 
+    server_log = args.server_log
     if args.endpoint:
         endpoint = _external_endpoint(args.endpoint, args.model, None)
     else:
@@ -552,7 +567,9 @@ def cmd_replay(args) -> int:
             print(f"vlfuzz: embedded target failed: {e}", file=sys.stderr)
             return 2
         endpoint = Endpoint(state.base_url, args.model or state.model)
-    return replay_paths(args.paths, endpoint, runs=args.runs, junit_path=args.junit)
+        server_log = server_log or (Path(state.log_file) if state.log_file else None)
+    return replay_paths(args.paths, endpoint, runs=args.runs, junit_path=args.junit,
+                        server_log=server_log)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -63,6 +63,7 @@ class CampaignConfig:
     noise_file: Path | None = None
     interference_factor: float = 5.0
     server_log: Path | None = None
+    exclude_features: tuple[str, ...] = ()  # generated features a hunt past a known bug skips
 
     def settings_json(self) -> dict[str, Any]:
         """What `--resume` needs to regenerate the same seed stream."""
@@ -77,7 +78,8 @@ class CampaignConfig:
                 "isolation_percent": self.isolation_percent,
                 "noise_file": None if self.noise_file is None else str(self.noise_file),
                 "interference_factor": self.interference_factor,
-                "server_log": None if self.server_log is None else str(self.server_log)}
+                "server_log": None if self.server_log is None else str(self.server_log),
+                "exclude_features": list(self.exclude_features)}
 
     @property
     def stream_seed(self) -> int:
@@ -127,5 +129,6 @@ def resumed_config(out_dir: Path, saved: Mapping[str, Any], **changes: Any) -> C
         isolation_percent=int(saved.get("isolation_percent", base.isolation_percent)),
         noise_file=_path(saved.get("noise_file")),
         interference_factor=float(saved.get("interference_factor", base.interference_factor)),
-        server_log=_path(saved.get("server_log")), resume=True)
+        server_log=_path(saved.get("server_log")),
+        exclude_features=tuple(saved.get("exclude_features", ())), resume=True)
     return replace(config, **{k: v for k, v in changes.items() if v is not None})

@@ -97,3 +97,16 @@ def test_isolation_is_refused_with_workers(tmp_path: Path, capsys: pytest.Captur
     assert main(["run", "--endpoint", "http://127.0.0.1:9", "--workers", "2", "--isolation",
                  "--out", str(tmp_path / "x")]) == 2
     assert "--isolation needs the target to itself" in capsys.readouterr().err
+
+
+def test_excluded_features_are_checked_up_front_and_survive_resume(tmp_path: Path) -> None:
+    from fuzz.journal import Journal
+    from fuzz.layout import journal_path
+
+    with pytest.raises(SystemExit, match="names no generated feature"):
+        config(tmp_path, "--exclude-feature", "seed")  # the tag is sampling:seed
+    first = config(tmp_path, "--exclude-feature", "sampling:seed", "--exclude-feature", "image:seed")
+    assert first.exclude_features == ("sampling:seed", "image:seed")
+    with Journal(journal_path(tmp_path)) as j:
+        j.append({"type": "started", "settings": json.loads(json.dumps(first.settings_json()))})
+    assert config(tmp_path, "--resume", str(tmp_path)).exclude_features == first.exclude_features
