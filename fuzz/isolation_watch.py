@@ -11,7 +11,9 @@ After the ordinary oracles, `IsolationWatch.judge` compares the probes (and up t
 `MAX_GENERATED_PROBES` generated greedy requests with logprobs) with their answers
 alone, and the victim with its alone latency, and replays what it suspects: only
 confirmed suspects become failures; the others are counted, because the suspects a
-healthy target raises are the oracles' false-alarm rate.
+healthy target raises are the oracles' false-alarm rate. Every finding (and every one
+a minimizer replay reports) carries the bar it was judged by in its evidence
+(`fuzz.isolation_record`), so its bundle replays against the same bar.
 
 The isolation modules send through the runner directly, without the campaign's
 fixture server, so a scenario with fixture-server image URLs is neither planted nor
@@ -34,6 +36,7 @@ from fuzz.isolation import (AloneLatency, CalibrationError, ConfirmPolicy, Noise
                             insert_request, interference_failures, interference_replay, is_probe,
                             isolation_failures, isolation_replay, measure_noise, plant_canary,
                             probe_request, request_key, subject_ids)
+from fuzz.isolation_record import INTERFERENCE_KINDS, ISOLATION_KINDS, JudgedBy, with_judged_by
 from fuzz.minimize import Replay
 from fuzz.model import CHAT_PATH, FIXTURE_SCHEME, Deadlines, Failure, RequestSpec, Scenario, Trace
 from fuzz.runner import Endpoint
@@ -42,8 +45,6 @@ __all__ = ["ISOLATION_KINDS", "INTERFERENCE_KINDS", "OWN_REPLAY_KINDS", "Calibra
            "IsolationWatch", "Judged", "Planted", "calibrate", "has_fixture_urls",
            "judged_probes", "plant", "victim_request"]
 
-ISOLATION_KINDS = frozenset({"isolation_divergence", "cross_request_leak"})
-INTERFERENCE_KINDS = frozenset({"interference_slowdown"})
 OWN_REPLAY_KINDS = ISOLATION_KINDS | INTERFERENCE_KINDS  # `check` cannot reproduce these
 PROBE_ID, VICTIM_ID = "iso-probe", "iso-victim"
 PROBE_TOKENS = 16
@@ -260,7 +261,27 @@ class IsolationWatch:
                   "slow_suspects": len(slow.confirmed) + len(slow.unconfirmed),
                   "slow_confirmed": len(slow.confirmed), "slow_unconfirmed": len(slow.unconfirmed),
                   "slow_replays": slow.replays, "s": round(time.monotonic() - t0, 3)}
-        return Judged(iso.confirmed + slow.confirmed, counts)
+        confirmed = [self.recorded(f, scenario) for f in iso.confirmed + slow.confirmed]
+        return Judged(tuple(confirmed), counts)
+
+    def judged_by(self, failure: Failure, scenario: Scenario) -> JudgedBy:
+        """The bar this campaign judged `failure` by, as its bundle records it so that
+        a replay judges it the same way (`fuzz.isolation_record`)."""
+        if failure.kind in INTERFERENCE_KINDS:
+            alone = None
+            if failure.request_id is not None:
+                try:
+                    alone = self.victims.get(request_key(scenario.request(failure.request_id)))
+                except KeyError:
+                    alone = None
+            return JudgedBy(subjects=subject_ids(failure), rule=self.rule, alone=alone,
+                            alone_runs=self.policy.alone_runs or 1)
+        return JudgedBy(subjects=subject_ids(failure), noise=self.calibration.noise,
+                        alone_runs=self.policy.alone_runs or 1)
+
+    def recorded(self, failure: Failure, scenario: Scenario) -> Failure:
+        """`failure` with `judged_by` in its evidence."""
+        return with_judged_by(failure, self.judged_by(failure, scenario))
 
     def replay_for(self, failure: Failure, scenario: Scenario,
                    deadlines: Deadlines) -> Replay | None:
@@ -274,7 +295,8 @@ class IsolationWatch:
                 judge = isolation_replay(self.endpoint(), self.calibration.noise, keep,
                                          cache=self.cache, alone_runs=self.policy.alone_runs,
                                          deadlines=deadlines)
-                return await judge(candidate)
+                trace, found = await judge(candidate)
+                return trace, [self.recorded(f, candidate) for f in found]
             return isolation
         if failure.kind not in INTERFERENCE_KINDS or failure.request_id is None:
             return None
@@ -289,5 +311,6 @@ class IsolationWatch:
         async def interference(candidate: Scenario) -> tuple[Trace, list[Failure]]:
             judge = interference_replay(self.endpoint(), victim, alone, rule=self.rule,
                                         deadlines=deadlines)
-            return await judge(candidate)
+            trace, found = await judge(candidate)
+            return trace, [self.recorded(f, candidate) for f in found]
         return interference

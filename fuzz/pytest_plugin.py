@@ -1,7 +1,9 @@
 """pytest plugin: each failure bundle becomes a test item, so a project's own pytest
 can gate on vlfuzz bundles (`pytest --vlfuzz-bundles corpora/bundles --vlfuzz-endpoint URL`).
 
-FIXED passes, STILL FAILING fails, ERROR errors. The plugin loads in every pytest run
+FIXED passes, STILL FAILING fails, ERROR errors (a bundle that cannot be judged, e.g.
+a server-log bundle without `--vlfuzz-server-log FILE`, is an error, never a pass).
+The plugin loads in every pytest run
 of every project that installs vlfuzz, so it is inert without `--vlfuzz-bundles` and
 imports nothing heavy (aiohttp, the runner) at module level.
 
@@ -30,6 +32,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="model id (default: the one recorded in each bundle)")
     group.addoption("--vlfuzz-runs", type=int, default=3, metavar="N",
                     help="replays per bundle; still failing if any run fails (default 3)")
+    group.addoption("--vlfuzz-server-log", type=Path, default=None, metavar="FILE",
+                    help="the target's log file, followed during each replay (server-log "
+                         "bundles cannot be judged without it)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -41,7 +46,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def replay_one(bundle_path: Path, *, endpoint_url: str, model: str | None,
-               runs: int) -> ReplayResult:
+               runs: int, server_log: Path | None = None) -> ReplayResult:
     """Replay one bundle against the live endpoint (replaceable in tests)."""
     import asyncio
 
@@ -49,7 +54,7 @@ def replay_one(bundle_path: Path, *, endpoint_url: str, model: str | None,
     from fuzz.runner import Endpoint
 
     return asyncio.run(replay_bundle(bundle_path, Endpoint(endpoint_url, model or ""),
-                                     runs=runs))
+                                     runs=runs, server_log=server_log))
 
 
 class BundleItem(pytest.Item):
@@ -63,8 +68,11 @@ class BundleItem(pytest.Item):
 
     def setup(self) -> None:
         opt = self.config.getoption
+        # Passed only when given, so a conftest's replacement written before the
+        # option existed keeps working.
+        log = {"server_log": opt("vlfuzz_server_log")} if opt("vlfuzz_server_log") else {}
         self.result = replay_one(self.bundle_path, endpoint_url=opt("vlfuzz_endpoint"),
-                                 model=opt("vlfuzz_model"), runs=opt("vlfuzz_runs"))
+                                 model=opt("vlfuzz_model"), runs=opt("vlfuzz_runs"), **log)
         if self.result.verdict.value == "ERROR":
             pytest.fail(self.result.line(), pytrace=False)  # in setup: reported as error
 

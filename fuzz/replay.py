@@ -2,7 +2,11 @@
 
 This is the CI gate (`vlfuzz replay`, the pytest plugin): a bundle is STILL FAILING
 if its signature shows up in any of `runs` runs, FIXED if in none, and ERROR when the
-verdict cannot be trusted (unloadable bundle, target down before the replay).
+verdict cannot be trusted (unloadable bundle, target down before the replay, a run
+that could not be judged). A false FIXED is the worst outcome for a regression corpus,
+so failures the ordinary oracles cannot see (isolation, interference, the server's
+log) are judged with their own machinery (`fuzz.replay_judges`), and a bundle that
+cannot be judged here is an ERROR, never FIXED.
 """
 
 from __future__ import annotations
@@ -15,10 +19,13 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fuzz.bundle import Bundle, BundleError, find_bundles, load_bundle, target_model
 from fuzz.model import Deadlines, Failure, Scenario, Trace
+
+if TYPE_CHECKING:
+    from fuzz.replay_judges import Tally
 
 RunFn = Callable[[Any, Scenario, Deadlines], Awaitable[Trace]]
 CheckFn = Callable[[Scenario, Trace], list[Failure]]
@@ -99,14 +106,65 @@ def _with_bundle_model(endpoint: Any, bundle: Bundle) -> Any:
     return endpoint
 
 
+async def _ordinary_runs(bundle: Bundle, endpoint: Any, *, runs: int, deadlines: Deadlines,
+                         run: RunFn, check: CheckFn,
+                         unjudged: Callable[[Trace], str | None] | None = None) -> Tally:
+    """`runs` runs judged by the ordinary oracles (a run that raises ends them);
+    `unjudged` says why a run without the signature tells nothing (None: it does)."""
+    from fuzz.replay_judges import Tally
+
+    observed: list[str] = []
+    skipped: list[str] = []
+    done = failing = 0
+    for i in range(runs):
+        try:
+            trace = await run(endpoint, bundle.scenario, deadlines)
+            sigs = [f.signature for f in check(bundle.scenario, trace)]
+        except Exception as e:  # noqa: BLE001 - a broken run is a verdict, not a crash
+            return Tally(done, failing, tuple(observed), tuple(skipped),
+                         error=f"run {i + 1} raised {type(e).__name__}: {e}")
+        done += 1
+        failing += bundle.signature in sigs
+        observed += [s for s in sigs if s not in observed]
+        why = unjudged(trace) if unjudged and bundle.signature not in sigs else None
+        skipped += [f"run {i + 1}: {why}"] if why else []
+    return Tally(done, failing, tuple(observed), tuple(skipped))
+
+
+def verdict_of(tally: Tally, signature: str) -> tuple[Verdict, str]:
+    """The verdict on what the runs showed, and its message. Seen in any run: STILL
+    FAILING; else ERROR when the replay or any run could not be judged; else FIXED."""
+    others = [s for s in tally.observed if s != signature]
+    extra = f"; other failures seen: {'; '.join(others)}" if others else ""
+    note = f"; {tally.note}" if tally.note else ""
+    if tally.failing:
+        return Verdict.STILL_FAILING, (f"reproduced in {tally.failing}/{tally.runs} runs{note}"
+                                       f"{extra}" + (f"; {tally.error}" if tally.error else ""))
+    if tally.error:
+        return Verdict.ERROR, tally.error + note + extra
+    if tally.unjudged:
+        return Verdict.ERROR, (f"{len(tally.unjudged)} of {tally.runs} runs could not be "
+                               f"judged: {'; '.join(tally.unjudged[:3])}{note}{extra}")
+    if tally.runs == 0:
+        return Verdict.ERROR, "no run could be made" + extra
+    return Verdict.FIXED, f"not seen in {tally.runs} runs{note}{extra}"
+
+
 async def replay_bundle(bundle: Bundle | Path, endpoint: Any, *, runs: int = 3,
                         deadlines: Deadlines | None = None, run: RunFn | None = None,
-                        check: CheckFn | None = None,
-                        health: HealthFn | None = None) -> ReplayResult:
+                        check: CheckFn | None = None, health: HealthFn | None = None,
+                        server_log: Path | None = None) -> ReplayResult:
     """Replay `bundle` (or the bundle at a path) `runs` times and give the verdict.
 
     Deadlines default to the ones the failure was recorded with, so a hang replays
-    against the same limit. `run`, `check` and `health` are injectable for tests."""
+    against the same limit. `server_log` is the target's log file, followed around
+    every run (a `server_log_error` bundle cannot be judged without it). Isolation and
+    interference bundles are judged by their own oracle (`fuzz.replay_judges`), which
+    sends through the runner itself. `run`, `check` and `health` are injectable for
+    tests."""
+    from fuzz.replay_judges import (SERVER_LOG_KIND, LogFollowingRun, log_unjudged, own_judge,
+                                    unjudgeable)
+
     if runs < 1:
         raise ValueError("runs must be >= 1")
     t0 = time.monotonic()
@@ -124,6 +182,9 @@ async def replay_bundle(bundle: Bundle | Path, endpoint: Any, *, runs: int = 3,
         except BundleError as e:
             return result(Verdict.ERROR, str(e))
     sig = bundle.signature
+    why_not = unjudgeable(bundle.failure.kind, server_log)
+    if why_not:
+        return result(Verdict.ERROR, why_not, signature=sig)
     if run is None:
         run = _bundle_runner(bundle, use_recorded=deadlines is None)
     if check is None:
@@ -133,27 +194,21 @@ async def replay_bundle(bundle: Bundle | Path, endpoint: Any, *, runs: int = 3,
     if problem:
         return result(Verdict.ERROR, f"target not healthy before replay: {problem}", signature=sig)
     deadlines = deadlines or bundle.trace.deadlines
-    observed: list[str] = []
-    done = failing = 0
-    crash = ""
-    for i in range(runs):
-        try:
-            trace = await run(endpoint, bundle.scenario, deadlines)
-            sigs = [f.signature for f in check(bundle.scenario, trace)]
-        except Exception as e:  # noqa: BLE001 - a broken run is a verdict, not a crash
-            crash = f"run {i + 1} raised {type(e).__name__}: {e}"
-            break
-        done += 1
-        failing += sig in sigs
-        observed += [s for s in sigs if s not in observed]
-    others = [s for s in observed if s != sig]
-    extra = f"; other failures seen: {'; '.join(others)}" if others else ""
-    if failing:
-        return result(Verdict.STILL_FAILING, f"reproduced in {failing}/{done} runs{extra}"
-                      + (f"; {crash}" if crash else ""), done, failing, observed, sig)
-    if crash:
-        return result(Verdict.ERROR, crash + extra, done, failing, observed, sig)
-    return result(Verdict.FIXED, f"not seen in {done} runs{extra}", done, 0, observed, sig)
+    own = own_judge(bundle.failure.kind)
+    if own is not None:
+        tally = await own(bundle, endpoint, runs=runs, deadlines=deadlines, check=check)
+    else:
+        followed = LogFollowingRun(run, server_log) if server_log is not None else None
+        of_log = bundle.failure.kind == SERVER_LOG_KIND
+        tally = await _ordinary_runs(bundle, endpoint, runs=runs, deadlines=deadlines,
+                                     run=followed or run, check=check,
+                                     unjudged=log_unjudged if of_log else None)
+        if followed is not None and followed.lines == 0 and not tally.failing and of_log:
+            tally = dataclasses.replace(tally, error=(
+                f"the server log {server_log} did not grow while the requests were answered: "
+                "is it the target's log file? (a FIXED could not be trusted)"))
+    verdict, message = verdict_of(tally, sig)
+    return result(verdict, message, tally.runs, tally.failing, tally.observed, sig)
 
 
 def exit_code(results: Sequence[ReplayResult]) -> int:
@@ -166,9 +221,11 @@ def exit_code(results: Sequence[ReplayResult]) -> int:
 async def replay_all(paths: Iterable[Path | str], endpoint: Any, *, runs: int = 3,
                      out: Callable[[str], Any] = print, deadlines: Deadlines | None = None,
                      run: RunFn | None = None, check: CheckFn | None = None,
-                     health: HealthFn | None = None) -> list[ReplayResult]:
+                     health: HealthFn | None = None,
+                     server_log: Path | None = None) -> list[ReplayResult]:
     """Replay every bundle under `paths` one after another (bundles are about
-    concurrency, so they must not disturb each other)."""
+    concurrency, so they must not disturb each other); `server_log` as for
+    `replay_bundle`."""
     results: list[ReplayResult] = []
     for p in paths:
         try:
@@ -181,7 +238,8 @@ async def replay_all(paths: Iterable[Path | str], endpoint: Any, *, runs: int = 
             out(f"no bundles under {p}")
         for b in found:
             results.append(await replay_bundle(b, endpoint, runs=runs, deadlines=deadlines,
-                                               run=run, check=check, health=health))
+                                               run=run, check=check, health=health,
+                                               server_log=server_log))
             out(results[-1].line())
     return results
 
@@ -189,13 +247,15 @@ async def replay_all(paths: Iterable[Path | str], endpoint: Any, *, runs: int = 
 def replay_paths(paths: Iterable[Path | str], endpoint: Any, *, runs: int = 3,
                  junit_path: Path | None = None, out: Callable[[str], Any] = print,
                  deadlines: Deadlines | None = None, run: RunFn | None = None,
-                 check: CheckFn | None = None, health: HealthFn | None = None) -> int:
+                 check: CheckFn | None = None, health: HealthFn | None = None,
+                 server_log: Path | None = None) -> int:
     """Replay bundles, print one line each, optionally write JUnit XML; return the
     exit code (see `exit_code`). A bad bundle or path is an ERROR line, not a crash."""
     from fuzz.junit import write_junit
 
     results = asyncio.run(replay_all(paths, endpoint, runs=runs, out=out, deadlines=deadlines,
-                                     run=run, check=check, health=health))
+                                     run=run, check=check, health=health,
+                                     server_log=server_log))
     if junit_path is not None:
         write_junit(results, junit_path)
     counts = {v: sum(r.verdict is v for r in results) for v in Verdict}

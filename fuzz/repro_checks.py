@@ -16,6 +16,9 @@ Every check has the signature `check(pairs, after, failure, data) -> outcomes`:
   hung up on purpose), `body_truncated`, `took_s`;
 - `after`: the server after the requests: `health_before`, `health`, `health_error`,
   `canary_ok`, `canary_error`, `metrics_before`, `metrics_after` (absent: not probed);
+  for the isolation, interference and server-log checks also `alone` (request id ->
+  results of that request run on its own; timed ones carry `event_times`) and
+  `log_lines` (what the server's log gained meanwhile);
 - `failure`: bundle.json's `failure`; `data`: what the check needs beyond the bundle;
 - an outcome is `(where, verdict, expected, actual)`, verdict "fail", "pass" or
   "unjudged" (the answer gives nothing to judge, e.g. a 500 instead of a tool call).
@@ -614,6 +617,515 @@ def check_spec_rule(pairs: list, after: dict, failure: dict, data: dict) -> list
     return out
 
 
+# --- answers compared with the same requests alone, and the server's log ----------------
+#
+# These checks need more than the scenario's answers: `after["alone"]` holds, per request
+# id, the results of that request run on its own (`alone_requests` says which), and
+# `after["log_lines"]` what the server logged meanwhile. Without them they judge nothing.
+
+
+def is_greedy_probe(req: dict) -> bool:
+    """A greedy chat request with logprobs and one choice, read to its end: the only
+    kind whose answers alone and in a crowd can be compared token by token."""
+    body = body_of(req)
+    temperature = body.get("temperature")
+    return (req.get("path", "/v1/chat/completions") == "/v1/chat/completions"
+            and str(req.get("method", "POST")).upper() == "POST"
+            and req.get("disconnect_after_chunks") is None
+            and temperature == 0 and not isinstance(temperature, bool)
+            and body.get("logprobs") is True and body.get("n", 1) in (1, None))
+
+
+def alone_requests(requests: list, failure: dict, data: dict) -> list:
+    """The ids of the requests to run on their own before the scenario: the victim of
+    a slowdown, or the greedy requests an isolation finding is about."""
+    if data.get("victim"):
+        return [data["victim"]]
+    if not data.get("needs_alone"):
+        return []
+    subjects = data.get("subjects") or []
+    return [req["id"] for req in requests if req["id"] in subjects and is_greedy_probe(req)]
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def first_choice(doc: Any) -> Any:
+    """The choice with index 0 of a completion or chunk, else None."""
+    choices = doc.get("choices") if isinstance(doc, dict) else None
+    for ch in choices if isinstance(choices, list) else []:
+        if isinstance(ch, dict) and ch.get("index", 0) == 0:
+            return ch
+    return None
+
+
+def logprob_steps(choice: dict) -> Any:
+    """A choice's logprobs as [token, logprob, [[token, logprob], ...] best first] per
+    position; [] without logprobs, None when they are malformed."""
+    logprobs = choice.get("logprobs")
+    content = logprobs.get("content") if isinstance(logprobs, dict) else None
+    if content is None:
+        return []
+    if not isinstance(content, list):
+        return None
+    steps = []
+    for entry in content:
+        if not isinstance(entry, dict) or not isinstance(entry.get("token"), str) \
+                or not is_number(entry.get("logprob")):
+            return None
+        top = [[alt["token"], float(alt["logprob"])] for alt in entry.get("top_logprobs") or []
+               if isinstance(alt, dict) and isinstance(alt.get("token"), str)
+               and is_number(alt.get("logprob"))]
+        top.sort(key=lambda t: -t[1])
+        steps.append([entry["token"], float(entry["logprob"]), top])
+    return steps
+
+
+def token_answer_of(req: dict, res: dict) -> Any:
+    """The first choice of a complete 200 as {"steps", "text", "finish"} (see
+    `logprob_steps`), or None: no complete answer, or text without logprobs."""
+    if not complete_200(res):
+        return None
+    steps, text, finish = [], "", None
+    if body_of(req).get("stream") is True:
+        seen = False
+        for doc in stream_docs(res):
+            ch = first_choice(doc)
+            if ch is None:
+                continue
+            seen, more = True, logprob_steps(ch)
+            if more is None:
+                return None
+            steps += more
+            delta = ch.get("delta") if isinstance(ch.get("delta"), dict) else {}
+            text += delta["content"] if isinstance(delta.get("content"), str) else ""
+            finish = ch.get("finish_reason") or finish
+        if not seen:
+            return None
+    else:
+        ch = first_choice(parse_or_none(res.get("body")))
+        steps = logprob_steps(ch) if ch is not None else None
+        if steps is None:
+            return None
+        msg = ch.get("message") if isinstance(ch.get("message"), dict) else {}
+        text = msg["content"] if isinstance(msg.get("content"), str) else ""
+        finish = ch.get("finish_reason")
+    if not steps and text:
+        return None
+    return {"steps": steps, "text": text, "finish": finish}
+
+
+def step_margin(step: list) -> float:
+    """How far the chosen token led the runner-up, in nats (0 when it was not the top
+    one; bounded by 1 - p when no runner-up is listed)."""
+    token, logprob, top = step
+    if top and top[0][0] != token and top[0][1] > logprob:
+        return 0.0
+    others = [lp for _, lp in top]
+    mine = [i for i, (tok, _) in enumerate(top) if tok == token]
+    if mine:
+        del others[mine[0]]
+    if others:
+        return max(0.0, logprob - max(others))
+    rest = 1.0 - math.exp(min(logprob, 0.0))
+    return math.inf if rest <= 0.0 else max(0.0, logprob - math.log(rest))
+
+
+def step_lead(step: list, token: str) -> float:
+    """How far the chosen token led `token` here, in nats (a lower bound when `token`
+    is not listed)."""
+    if token == step[0]:
+        return 0.0
+    listed = [lp for tok, lp in step[2] if tok == token]
+    if listed:
+        return max(0.0, step[1] - max(listed))
+    if step[2]:
+        return max(0.0, step[1] - min(lp for _, lp in step[2]))
+    return step_margin(step)
+
+
+def first_difference(ref: dict, other: dict) -> Any:
+    """(position, the reference's lead over its runner-up there, its lead over the token
+    `other` chose) where `other` leaves `ref`; leads None when `ref` ended first; None
+    when both have the same tokens."""
+    for pos, (a, b) in enumerate(zip(ref["steps"], other["steps"])):
+        if a[0] != b[0]:
+            return (pos, step_margin(a), step_lead(a, b[0]))
+    pos = min(len(ref["steps"]), len(other["steps"]))
+    if len(ref["steps"]) == len(other["steps"]):
+        return None
+    margin = step_margin(ref["steps"][pos]) if pos < len(ref["steps"]) else None
+    return (pos, margin, margin)
+
+
+def tokens_text(answer: dict, start: int, stop: int) -> str:
+    return "".join(step[0] for step in answer["steps"][max(start, 0):max(stop, 0)])
+
+
+def divergence(alone: list, got: dict, threshold: float) -> Any:
+    """Where `got` leaves its alone answers by more than natural variance explains (the
+    alone top token led the one chosen by more than `threshold` nats), reported against
+    the alone answer it followed longest; None when any alone answer explains it."""
+    found = None
+    for ref in alone:
+        diff = first_difference(ref, got)
+        if diff is None or diff[1] is None or diff[2] is None or diff[2] <= threshold:
+            return None
+        pos = diff[0]
+        if found is None or pos > found["position"]:
+            found = {"position": pos, "margin": diff[1], "lead": diff[2],
+                     "alone_token": ref["steps"][pos][0],
+                     "got_token": got["steps"][pos][0] if pos < len(got["steps"]) else None,
+                     "context": tokens_text(ref, pos - 16, pos),
+                     "alone_continuation": tokens_text(ref, pos, pos + 16),
+                     "got_continuation": tokens_text(got, pos, pos + 16)}
+    return found
+
+
+def agrees(ref: dict, other: dict, threshold: float, min_tokens: int = 1) -> bool:
+    """`other` is `ref`'s answer: the same tokens, or the same first `min_tokens` and
+    then a flip within natural variance."""
+    diff = first_difference(ref, other)
+    if diff is None:
+        return len(ref["steps"]) >= min_tokens
+    return diff[0] >= min_tokens and diff[2] is not None and diff[2] <= threshold
+
+
+def answers_apart(a: list, b: list, threshold: float) -> bool:
+    """Alone, two requests answer differently (no answer of one is the other's)."""
+    return bool(a and b) and not any(agrees(y, x, threshold, 4) for x in a for y in b) \
+        and not any(agrees(x, y, threshold, 4) for x in a for y in b)
+
+
+def strings_in(value: Any) -> list:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in strings_in(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in strings_in(v)]
+    return []
+
+
+def output_text(req: dict, res: dict) -> Any:
+    """Everything a complete answer says (content, tool names and arguments), or None."""
+    choices = choices_of(req, res)
+    if choices is None:
+        return None
+    parts = []
+    for ch in choices:
+        parts.append(ch["content"] or "")
+        for call in ch["tool_calls"] or []:
+            fn = call.get("function") if isinstance(call, dict) else None
+            if isinstance(fn, dict):
+                parts += [str(fn.get("name") or ""), str(fn.get("arguments") or "")]
+    return "\n".join(parts)
+
+
+def foreign_canaries(pairs: list, subjects: list) -> list:
+    """A canary (a unique code planted in one request's prompt) in the output of a
+    request it was not planted in: its prompt or output leaked across requests. The
+    `subjects` are also reported when they pass, or cannot be judged."""
+    pattern = r"vlfuzz-canary-[0-9a-f]{12}"
+    planted = {req["id"]: set(re.findall(pattern, " ".join(strings_in(req.get("body")))))
+               for req, _ in pairs}
+    expected = "no canary planted in another request in the output"
+    out = []
+    for req, res in pairs:
+        text = output_text(req, res)
+        if text is None:
+            if req["id"] in subjects:
+                out.append((req["id"] + " canary", "unjudged", expected, why_unjudged(res)))
+            continue
+        for found in sorted(set(re.findall(pattern, text)) - planted[req["id"]]):
+            sources = sorted(i for i, c in planted.items() if found in c)
+            out.append((req["id"] + " canary", "fail", expected, "the output holds %s, planted "
+                        "in %s" % (found, ", ".join(sources) or "no request of this scenario")))
+        if req["id"] in subjects and not any(o[0] == req["id"] + " canary" for o in out):
+            out.append((req["id"] + " canary", "pass", expected, "none"))
+    return out
+
+
+def media_of(req: dict) -> set:
+    return {s for s in strings_in(req.get("body")) if s.startswith("vlfuzz-media:")}
+
+
+def no_answer_because(res: dict) -> str:
+    return "HTTP 200 without logprobs" if complete_200(res) else why_unjudged(res)
+
+
+def check_isolation(pairs: list, after: dict, failure: dict, data: dict) -> list:
+    """Each greedy request the failure is about answers in the scenario as it does alone:
+    the same tokens, or a first difference where natural variance can flip a near-tie
+    (the alone answer's top token led the one chosen by no more than the threshold
+    vlfuzz measured on the quiet server); it does not answer what another request answers
+    alone; and no output holds a canary planted in another request."""
+    threshold = data.get("threshold")
+    threshold = math.inf if threshold is None else threshold
+    runs = after.get("alone") or {}
+    by_id = {req["id"]: (req, res) for req, res in pairs}
+    expected = ("the answer it gives alone (a first difference only where natural variance "
+                "flips a near-tie: a lead of at most %.3g nats)" % threshold)
+    got, alone, out = {}, {}, []
+    for rid in alone_requests([req for req, _ in pairs], failure, data):
+        req, res = by_id[rid]
+        answers = [a for a in (token_answer_of(req, r) for r in runs.get(rid) or []) if a]
+        mine = token_answer_of(req, res)
+        if not answers:
+            why = no_answer_because(runs[rid][0]) if runs.get(rid) else "it was not run alone"
+            out.append((rid, "unjudged", expected, "no greedy answer with logprobs alone: " + why))
+            continue
+        if mine is None:
+            out.append((rid, "unjudged", expected, "no greedy answer with logprobs in the "
+                        "scenario: " + no_answer_because(res)))
+            continue
+        got[rid], alone[rid] = mine, answers
+        d = divergence(answers, mine, threshold)
+        if d is None:
+            same = any(first_difference(a, mine) is None for a in answers)
+            out.append((rid, "pass", expected, "the same %d tokens as alone" % len(
+                mine["steps"]) if same else "a first difference within natural variance"))
+            continue
+        after_text = "after %r" % d["context"] if d["context"] else "at the start"
+        here = ("the answer ended there" if d["got_token"] is None else "it chose %r, which "
+                "alone trailed by %.3g nats" % (d["got_token"], d["lead"]))
+        out.append((rid, "fail", expected, "position %d: alone it chose %r (%.3g nats ahead of "
+                    "its runner-up), in the scenario %s; %s, alone it went on %r, in the "
+                    "scenario %r" % (d["position"], d["alone_token"], d["margin"], here,
+                                     after_text, d["alone_continuation"],
+                                     d["got_continuation"])))
+    moved = {rid for rid in got if divergence(alone[rid], got[rid], threshold) is not None}
+    ids = list(got)
+    for i, a in enumerate(ids):
+        for b in ids[i + 1:]:
+            if not ({a, b} & moved) or not answers_apart(alone[a], alone[b], threshold):
+                continue
+            images = (media_of(by_id[a][0]), media_of(by_id[b][0]))
+            if images[0] and images[1] and images[0] != images[1] \
+                    and agrees(got[a], got[b], threshold, 4):
+                out.append(("%s %s" % (a, b), "fail", "different answers for different images",
+                            "both answered %r, while alone they answer differently"
+                            % tokens_text(got[a], 0, 24)))
+                continue
+            for x, y in ((a, b), (b, a)):
+                if x in moved and any(agrees(r, got[x], threshold, 4) for r in alone[y]):
+                    out.append((x, "fail", "its own answer, not another request's",
+                                "it answered %r, which is what %s answers alone" % (
+                                    tokens_text(got[x], 0, 24), y)))
+    shown = (data.get("subjects") or []) if data.get("canary") else []
+    return out + foreign_canaries(pairs, shown)
+
+
+def median(values: list) -> Any:
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def carries_token(event: str) -> bool:
+    """An SSE event that delivers output (content, a tool call or token logprobs)."""
+    doc = parse_or_none(event) if event != "[DONE]" else None
+    choices = doc.get("choices") if isinstance(doc, dict) else None
+    for ch in choices if isinstance(choices, list) else []:
+        delta = ch.get("delta") if isinstance(ch, dict) else None
+        logprobs = ch.get("logprobs") if isinstance(ch, dict) else None
+        if isinstance(delta, dict) and (delta.get("content") or delta.get("tool_calls")):
+            return True
+        if isinstance(logprobs, dict) and logprobs.get("content"):
+            return True
+    return False
+
+
+def latency_of(req: dict, res: dict) -> Any:
+    """A complete answer's timing: time to first token and per output token (streams
+    timed event by event), end to end; None for anything but a complete 200."""
+    if not complete_200(res) or res.get("took_s") is None:
+        return None
+    sample = {"ttft_s": None, "tpot_s": None, "e2e_s": res["took_s"]}
+    events, times = res.get("events") or [], res.get("event_times")
+    if body_of(req).get("stream") is not True or times is None or len(times) != len(events):
+        return sample
+    marks = [t for ev, t in zip(events, times) if carries_token(ev)]
+    if marks:
+        sample["ttft_s"] = marks[0]
+        sample["tpot_s"] = (marks[-1] - marks[0]) / (len(marks) - 1) if len(marks) > 1 else None
+    return sample
+
+
+def slowdown(alone: list, observed: list, rule: dict) -> Any:
+    """The worst metric whose observed median exceeds `factor` x the alone median and
+    the alone median by more than the rule's floor, else None."""
+    worst = None
+    for metric in ("ttft_s", "tpot_s", "e2e_s"):
+        base = median([s[metric] for s in alone])
+        seen = median([s[metric] for s in observed])
+        if base is None or seen is None:
+            continue
+        floor = rule["min_excess_tpot_s"] if metric == "tpot_s" else rule["min_excess_s"]
+        if seen > rule["factor"] * max(base, rule["resolution_s"]) and seen - base > floor:
+            ratio = seen / max(base, rule["resolution_s"], 1e-9)
+            if worst is None or ratio > worst["ratio"]:
+                worst = {"metric": metric, "alone": base, "seen": seen, "ratio": ratio}
+    return worst
+
+
+def check_interference(pairs: list, after: dict, failure: dict, data: dict) -> list:
+    """The victim request is not starved by the requests beside it: its time to first
+    token, time per output token and end-to-end latency stay within the recorded factor
+    of its median latency alone (or, if not, within an absolute margin above it: under
+    load some slowdown is the price of batching)."""
+    victim, rule = data.get("victim"), data.get("rule")
+    by_id = {req["id"]: (req, res) for req, res in pairs}
+    if not rule or victim not in by_id:
+        return [(str(victim), "unjudged", "", "the bundle records no slowdown rule or victim")]
+    expected = ("latency within %gx its median alone, or less than %gs above it (%gs per "
+                "output token)" % (rule["factor"], rule["min_excess_s"],
+                                   rule["min_excess_tpot_s"]))
+    req, res = by_id[victim]
+    alone = [s for s in (latency_of(req, r) for r in (after.get("alone") or {}).get(
+        victim) or []) if s]
+    mine = latency_of(req, res)
+    if not alone:
+        runs = (after.get("alone") or {}).get(victim)
+        return [(victim, "unjudged", expected, "no complete answer alone: " + (
+            why_unjudged(runs[0]) if runs else "it was not run alone"))]
+    if mine is None:
+        return [(victim, "unjudged", expected, "no complete answer in the scenario: "
+                 + why_unjudged(res))]
+    worst = slowdown(alone, [mine], rule)
+    metric = worst["metric"] if worst else data.get("metric") or "e2e_s"
+    base = median([s.get(metric) for s in alone])
+    if base is None or mine.get(metric) is None:
+        metric, base = "e2e_s", median([s["e2e_s"] for s in alone])
+    names = {"ttft_s": "time to first token", "tpot_s": "time per output token",
+             "e2e_s": "end-to-end latency"}
+    recorded = (" (recorded: %.1fx)" % data["ratio"]) if is_number(data.get("ratio")) else ""
+    actual = "%s alone: median %.1f ms over %d runs; in the scenario: %.1f ms, %.1fx%s" % (
+        names[metric], 1000 * base, len(alone), 1000 * mine[metric],
+        mine[metric] / max(base, rule["resolution_s"], 1e-9), recorded)
+    return [(victim, "fail" if worst else "pass", expected, actual)]
+
+
+def parse_log_line(text: str) -> dict:
+    """A log line's level, origin and message, in vLLM's prefixed format
+    (`(Proc pid=N) LEVEL MM-DD HH:MM:SS [file.py:N] message`), uvicorn's, glog's,
+    Python warnings' or transformers'; `stream` groups the lines of one vLLM record."""
+    raw = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text.rstrip("\r\n"))
+    m = re.match(r"^(?:\(([\w.\-]+) pid=(\d+)\)\s+)?(DEBUG|INFO|WARNING|ERROR|CRITICAL)\s+"
+                 r"(\d\d-\d\d \d\d:\d\d:\d\d)(?:\.\d+)?\s+\[([^\]]+)\](?: (.*))?$", raw)
+    if m:
+        return {"raw": raw, "message": m.group(6) or "", "level": m.group(3),
+                "origin": m.group(5).split(":")[0],
+                "stream": "|".join(g or "" for g in m.group(1, 2, 3, 4, 5))}
+    line = {"raw": raw, "message": raw, "level": None, "origin": "", "stream": ""}
+    m = re.match(r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL):\s+(.*)$", raw)
+    if m:
+        return dict(line, message=m.group(2), level=m.group(1), origin="uvicorn")
+    m = re.match(r"^(\S+?\.py):\d+: (\w*Warning: .*)$", raw)
+    if m:
+        return dict(line, message=m.group(2), level="WARNING",
+                    origin="python:" + m.group(1).replace("\\", "/").rsplit("/", 1)[-1])
+    m = re.match(r"^\[?([WEF])\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+\s+([^\]\s]+)\]\s?(.*)$", raw)
+    if m:
+        return dict(line, message=m.group(3), level="WARNING" if m.group(1) == "W" else "ERROR",
+                    origin="glog:" + m.group(2).rsplit("/", 1)[-1].split(":")[0])
+    m = re.match(r"^\[transformers\] (.*)$", raw)
+    if m:
+        return dict(line, message=m.group(1), level="WARNING", origin="transformers")
+    return line
+
+
+def log_events(lines: list) -> list:
+    """The records among log lines, a traceback regrouped with its header (the lines of
+    one vLLM record share its prefix even when other processes' lines interleave):
+    {level, origin, header, exceptions}, in order of first line."""
+    chains = ("During handling of the above exception, another exception occurred:",
+              "The above exception was the direct cause of the following exception:")
+    opened, done = {}, []
+    for order, text in enumerate(lines):
+        line = parse_log_line(text)
+        key = line["stream"] or "raw"
+        if not line["stream"] and line["origin"] == "uvicorn" and line["level"] in (
+                "INFO", "DEBUG"):
+            done += [opened.pop("raw")] if "raw" in opened else []
+            continue
+        msg, cur = line["message"], opened.get(key)
+        stripped = msg.strip()
+        indented = msg[:1] in (" ", "\t", "^", "~")
+        if stripped == "Traceback (most recent call last):":
+            if cur is not None and cur["state"] in ("text", "after_exc", "chain"):
+                cur["state"] = "frames"
+                continue
+            header, state = None, "frames"
+        elif cur is not None and cur["state"] == "frames":
+            if stripped and not indented:
+                cur["exceptions"].append(stripped)
+                cur["state"] = "after_exc"
+            continue
+        elif cur is not None and stripped in chains:
+            cur["state"] = "chain"
+            continue
+        elif cur is not None and (not stripped or indented):
+            continue
+        elif key == "raw" and line["level"] is None:
+            done += [opened.pop("raw")] if cur is not None else []
+            continue
+        else:
+            header, state = stripped, "text"
+        if cur is not None:
+            done.append(opened.pop(key))
+        opened[key] = {"order": order, "level": line["level"] or "ERROR",
+                       "origin": line["origin"] or "stderr", "header": header,
+                       "exceptions": [], "state": state}
+    done += list(opened.values())
+    return [{k: e[k] for k in ("level", "origin", "header", "exceptions")}
+            for e in sorted(done, key=lambda e: e["order"])]
+
+
+def log_template(text: Any) -> str:
+    """A log message with numbers, hex and quoted values folded (for recognising one)."""
+    text = re.sub(r"0x[0-9a-fA-F]+|\d+(\.\d+)?", "<n>", " ".join(str(text or "").split()))
+    return re.sub(r"'[^']*'|\"[^\"]*\"", "<str>", text)
+
+
+def check_server_log(pairs: list, after: dict, failure: dict, data: dict) -> list:
+    """While the requests are answered, the server logs no ERROR and no traceback (vLLM
+    catches some exceptions and still answers 200: its log is the only place they show).
+    Judged only when every response looked fine (no 5xx, failed connection or hang):
+    otherwise what the server logged belongs to that failure."""
+    expected = "no ERROR or traceback in the server log"
+    lines = after.get("log_lines")
+    if lines is None:
+        return [("server log", "unjudged", expected, "the server log was not followed "
+                 "(repro.py needs the server log: --server-log FILE)")]
+    for req, res in pairs:
+        status = res.get("status") or 0
+        if status >= 500 or res.get("error") or res.get("deadline"):
+            return [("server log", "unjudged", expected, "request %s failed (%s): the log "
+                     "is that failure's evidence" % (req["id"], why_unjudged(res)))]
+    if not lines:
+        return [("server log", "unjudged", expected, "the server log did not grow while the "
+                 "requests were answered: is it the server's log file?")]
+    recorded = (data.get("origin"), log_template(data.get("header")),
+                log_template(data.get("exception")))
+    out = []
+    for event in log_events(lines):
+        if event["level"] not in ("ERROR", "CRITICAL"):
+            continue
+        exception = event["exceptions"][-1] if event["exceptions"] else None
+        same = (event["origin"], log_template(event["header"]),
+                log_template(exception)) == recorded
+        out.append(("server log", "fail", expected, "%s: %s%s%s" % (
+            event["origin"], event["header"] or "traceback",
+            " -> " + short(exception, 200) if exception else "",
+            " (as recorded)" if same else "")))
+    return out or [("server log", "pass", expected, "no ERROR or traceback in %d new log "
+                    "lines" % len(lines))]
+
+
 def read_gauges(text: str) -> dict:
     """`running`, `waiting` and `kv_cache_usage` from vLLM's Prometheus `/metrics` text."""
     names = {"vllm:num_requests_running": "running", "vllm:num_requests_waiting": "waiting",
@@ -673,7 +1185,15 @@ CHECKS: dict[str, tuple[Check, tuple[str, ...]]] = {
     "usage_inconsistent": (check_usage, ()),
     "shape_mismatch": (check_response_shape, ()),
     "spec_contradiction": (check_spec_rule, ()),
+    "isolation_divergence": (check_isolation, ()),
+    "cross_request_leak": (check_isolation, ()),
+    "interference_slowdown": (check_interference, ()),
+    "server_log_error": (check_server_log, ()),
 }
+# The kinds whose check compares with requests run alone or reads the server's log:
+# their repro.py runs those first (`alone_requests`), and follows the log.
+ALONE_OR_LOG_KINDS = frozenset({"isolation_divergence", "cross_request_leak",
+                                "interference_slowdown", "server_log_error"})
 
 
 def check_for(kind: str) -> tuple[Check, tuple[str, ...]]:

@@ -5,6 +5,12 @@ must exit non-zero while the bug is there, whatever the bug's kind: so each bund
 its own script, made of a fixed part that replays the scenario (`_CORE`) and the source
 of the one check its failure kind needs (`fuzz.repro_checks`, copied verbatim with the
 helpers it calls). The script reads bundle.json and media/ at run time.
+
+Isolation, interference and server-log failures cannot be judged from the scenario's
+answers alone: their scripts also get `_OWN_CORE`, which first runs the requests the
+check compares with on their own (`repro_checks.alone_requests`), times the victim,
+and follows the server's log (`--server-log FILE`; without it a server-log script
+exits 2), and its `main_own` replaces `main`. Other scripts do not carry it.
 """
 
 from __future__ import annotations
@@ -14,13 +20,15 @@ import json
 import math
 import pprint
 import re
+import textwrap
 import types
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fuzz import repro_checks, repro_schema
-from fuzz.repro_checks import check_for, encode_payload, read_gauges, verdict
+from fuzz.repro_checks import (ALONE_OR_LOG_KINDS, alone_requests, check_for, encode_payload,
+                               output_text, read_gauges, verdict)
 from fuzz.repro_schema import unchecked_keywords
 
 if TYPE_CHECKING:
@@ -42,9 +50,14 @@ def default_runs(k: int, n: int, confidence: float = 0.95) -> int:
     return max(1, min(MAX_DEFAULT_RUNS, math.ceil(runs - 1e-9)))
 
 
-def check_data(kind: str, evidence: dict[str, Any]) -> dict[str, Any]:
+def check_data(kind: str, evidence: dict[str, Any],
+               request_id: str | None = None) -> dict[str, Any]:
     """What a kind's check needs beyond bundle.json: for a shape mismatch, the OpenAI
-    response schema it was judged against (and the one its `$ref`s point into)."""
+    response schema it was judged against (and the one its `$ref`s point into); for
+    the isolation, interference and server-log kinds, the bar the campaign judged by
+    (see `own_check_data`)."""
+    if kind in ALONE_OR_LOG_KINDS:
+        return own_check_data(kind, evidence, request_id)
     if kind != "shape_mismatch":
         return {}
     shape = evidence.get("shape")
@@ -55,6 +68,42 @@ def check_data(kind: str, evidence: dict[str, Any]) -> dict[str, Any]:
     docs = {"chat.completion.json": json.loads(
         (OPENAI_SCHEMAS / "chat.completion.json").read_text(encoding="utf-8"))}
     return {"shape": shape, "schema": schema, "documents": docs}
+
+
+def _finite(value: Any) -> float | None:
+    """A number pprint writes as a Python literal (not inf or nan), else None."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else None
+
+
+def own_check_data(kind: str, evidence: dict[str, Any],
+                   request_id: str | None = None) -> dict[str, Any]:
+    """The recorded bar of an isolation, interference or server-log finding, for its
+    check (`fuzz.isolation_record`): which requests it is about and which of them run
+    alone first (`alone_requests`), the noise threshold, the slowdown rule, or the
+    logged event. Alone answers and latencies are measured afresh by the script."""
+    from dataclasses import asdict
+
+    from fuzz.isolation_record import judged_by, needs_alone
+    from fuzz.model import Failure
+
+    if kind == "server_log_error":
+        exceptions = evidence.get("exceptions") or []
+        return {"needs_log": True, "origin": evidence.get("origin"),
+                "header": evidence.get("header"),
+                "exception": exceptions[-1] if exceptions else None}
+    failure = Failure(kind, "", "", request_id, dict(evidence))
+    judged = judged_by(failure)
+    if kind == "interference_slowdown":
+        recorded = evidence.get("slowdown") if isinstance(evidence.get("slowdown"), dict) else {}
+        victim = request_id or recorded.get("request_id")
+        return {"victim": victim, "timed": [victim] if victim else [], "warmup": 1,
+                "alone_runs": 3, "rule": asdict(judged.rule) if judged.rule else None,
+                "metric": recorded.get("metric"), "ratio": _finite(recorded.get("ratio"))}
+    noise = judged.noise
+    return {"subjects": list(judged.subjects), "needs_alone": needs_alone(failure),
+            "threshold": _finite(noise.margin_threshold) if noise is not None else None,
+            "alone_runs": judged.alone_runs, "canary": evidence.get("canary")}
 
 
 def _names(code: types.CodeType) -> set[str]:
@@ -103,9 +152,12 @@ def render_repro(bundle: Bundle) -> str:
     f = bundle.failure
     check, probes = check_for(f.kind)
     k, n = bundle.reproduced
-    funcs = embedded_functions([check, verdict, encode_payload, read_gauges])
+    own = f.kind in ALONE_OR_LOG_KINDS
+    data = check_data(f.kind, dict(f.evidence), f.request_id)
+    funcs = embedded_functions([check, verdict, encode_payload, read_gauges]
+                               + ([alone_requests, output_text] if own else []))
     doc = inspect.getdoc(check) or ""
-    notes = []
+    notes = _own_notes(f.kind, data) if own else []
     if check is repro_checks.check_answered:
         notes.append(f"This script has no check for failures of kind {f.kind!r}: it reports "
                      "5xx answers, failed connections and hangs, and exits 2 when it sees "
@@ -124,12 +176,36 @@ def render_repro(bundle: Bundle) -> str:
         f"REQUEST_ID = {f.request_id!r}  # the request the failure was recorded on",
         f"PROBES = {tuple(probes)!r}  # what to ask the server after the requests",
         f"DEFAULT_RUNS = {default_runs(k, n)}  # recorded {k}/{n}: enough runs to see it again",
-        f"CHECK_DATA = {pprint.pformat(check_data(f.kind, dict(f.evidence)), width=88)}",
+        f"CHECK_DATA = {pprint.pformat(data, width=88)}",
         f"CHECK = {check.__name__}"])
     check_src = inspect.getsource(check).rstrip()
     helpers = "\n\n\n".join(inspect.getsource(fn).rstrip() for fn in funcs if fn is not check)
+    core = (_CORE + _OWN_CORE + _MAIN % "main_own") if own else (_CORE + _MAIN % "main")
     return "".join([header, _imports(funcs), "\n\n\n", _CHECK_BANNER % f.kind, check_src, "\n\n\n",
-                    _HELPERS_BANNER, helpers, "\n\n\n", constants, "\n", _CORE])
+                    _HELPERS_BANNER, helpers, "\n\n\n", constants, "\n", core])
+
+
+def _own_notes(kind: str, data: dict[str, Any]) -> list[str]:
+    """How the script judges a kind that needs more than the scenario's answers."""
+    if kind == "server_log_error":
+        note = ("This failure shows only in the server's log: run the script with "
+                "`--server-log FILE` (the file the server writes its log to). It follows "
+                "the file while the requests are answered, and exits 2 without it.")
+    elif kind == "interference_slowdown":
+        note = (f"Before each replay, the victim request ({data.get('victim')}) runs on its "
+                f"own ({data.get('alone_runs')} timed runs after a warm-up, `--alone-runs N`); "
+                "its latency in the scenario is compared with the median of those.")
+    elif not data.get("needs_alone"):
+        note = "A canary in the wrong output shows on its own: nothing runs alone first."
+    else:
+        bar = data.get("threshold")
+        what = (f" beyond the natural variance vlfuzz measured on the quiet server (a lead "
+                f"of {bar:.3g} nats)" if bar is not None else "")
+        note = (f"Before each replay, the greedy requests the failure is about run on their "
+                f"own ({data.get('alone_runs')} runs each, `--alone-runs N`); their answers "
+                f"in the scenario are compared with those token by token{what}. The server "
+                "must return logprobs.")
+    return [textwrap.fill(note, 88)]
 
 
 def _imports(funcs: list[Callable[..., Any]]) -> str:
@@ -506,8 +582,195 @@ def main():
         return 2
     print("NOT REPRODUCED in %d run(s): fixed, or rarer than recorded" % len(verdicts))
     return 0
+'''
 
+_MAIN = '''
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(%s())
+'''
+
+_OWN_CORE = r'''
+
+
+# --- judging against the requests run alone, or the server's log (this kind needs it)
+
+
+async def send_timed(session, base, req, data, t0, limits, headers):
+    """Like `send`, for a request whose latency is judged: read to its end under the
+    total deadline, with the time each SSE event arrived (seconds after sending)."""
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(max(0.0, req.get("offset_ms", 0) / 1000 - (loop.time() - t0)))
+    sent = loop.time()
+    res = {"status": None, "body": None, "events": None, "event_times": [], "content_type": "",
+           "error": None, "deadline": None, "deadline_s": None, "disconnected": False,
+           "body_truncated": False}
+    raw, events, parser, sse = bytearray(), [], SseParser(), False
+    try:
+        async with session.request(
+                req.get("method", "POST"), base + req.get("path", CHAT), data=data,
+                headers={**headers, "Content-Type": "application/json"},
+                timeout=aiohttp.ClientTimeout(total=limits["total_s"])) as resp:
+            res["status"], res["content_type"] = resp.status, resp.content_type
+            sse = resp.content_type == "text/event-stream"
+            async for chunk in resp.content.iter_any():
+                new = parser.feed(chunk) if sse else []
+                events += new
+                res["event_times"] += [loop.time() - sent] * len(new)
+                if not sse:
+                    res["body_truncated"] |= len(raw) + len(chunk) > BODY_CAP
+                    raw += chunk[:max(0, BODY_CAP - len(raw))]
+            new = parser.feed(b"", final=True) if sse else []
+            events += new
+            res["event_times"] += [loop.time() - sent] * len(new)
+    except asyncio.TimeoutError:
+        res["deadline"], res["deadline_s"] = "total", limits["total_s"]
+    except Exception as e:  # refused, reset, truncated ...
+        res["error"] = ("%s: %s" % (type(e).__name__, " ".join(str(e).split()))).rstrip(": ")
+    if res["status"] is not None:
+        if sse:
+            res["events"] = events
+        else:
+            res["body"] = raw.decode("utf-8", "replace")
+    res["took_s"] = loop.time() - sent
+    return res
+
+
+def log_size(path):
+    """How long the server's log is now (where the new lines will start)."""
+    return os.stat(path).st_size
+
+
+def read_log(path, offset):
+    """The lines the server's log gained since `offset` (all of it if it was replaced
+    by a shorter file, as a restarted server does)."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        f.seek(offset if size >= offset else 0)
+        data = f.read(8 * 2 ** 20)
+    return data.decode("utf-8", "replace").splitlines()
+
+
+def show(label, req, res):
+    """One line per answer: status, seconds, and what it said (its text when complete)."""
+    text = output_text(req, res)
+    head = res["body"] if res["body"] is not None else " | ".join(res["events"] or [])
+    what = res["status"] if res["status"] is not None else "ERROR"
+    extra = res["error"] or ("cut by the %s deadline" % res["deadline"] if res["deadline"] else "")
+    said = repr(text) if text is not None and not extra else (extra or head)
+    print("[%s] %s %.2fs %s" % (label, what, res["took_s"], said[:200].replace("\n", " ")))
+
+
+async def run_once_own(bundle, urls, args, headers):
+    """The requests the check compares with run alone, one after the other, then the
+    whole scenario (following the server's log meanwhile); then the check."""
+    requests = bundle["scenario"]["requests"]
+    recorded = bundle["trace"].get("deadlines") or {}
+    own = bundle.get("fuzzer", {}).get("request_deadlines") or {}
+    timed = set(CHECK_DATA.get("timed") or ())
+    solo_ids = alone_requests(requests, bundle["failure"], CHECK_DATA)
+    base = args.endpoint.rstrip("/")
+
+    def limits(req):
+        out = {"first_byte_s": 60.0, "stall_s": 30.0, "total_s": 180.0,
+               **recorded, **own.get(req["id"], {})}
+        if args.timeout:
+            out["total_s"] = args.timeout
+        return out
+
+    def sender(req):
+        return send_timed if req["id"] in timed else send
+
+    timeout = aiohttp.ClientTimeout(total=None, connect=None, sock_read=None, sock_connect=None)
+    async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0),
+                                     headers=headers) as session:
+        model, health = await preflight(session, base, {}, args.model)
+        after = {"health_before": health, "alone": {}}
+        warmup = CHECK_DATA.get("warmup", 0)
+        for req in [r for r in requests if r["id"] in solo_ids]:
+            solo = dict(req, offset_ms=0)
+            data = wire_body(solo, urls, model)
+            runs = []
+            for i in range(warmup + max(1, args.alone_runs)):
+                res = await sender(req)(session, base, solo, data,
+                                        asyncio.get_running_loop().time(), limits(req), {})
+                if i >= warmup:
+                    runs.append(res)
+                    show("%s alone, run %d" % (req["id"], len(runs)), req, res)
+            after["alone"][req["id"]] = runs
+        offset = log_size(args.server_log) if args.server_log else None
+        bodies = [wire_body(req, urls, model) for req in requests]
+        t0 = asyncio.get_running_loop().time()
+        results = await asyncio.gather(*[sender(req)(session, base, req, data, t0, limits(req),
+                                                     {}) for req, data in zip(requests, bodies)])
+        if args.server_log:
+            await asyncio.sleep(args.settle)
+            after["log_lines"] = read_log(args.server_log, offset)
+    for req, res in zip(requests, results):
+        show("%s +%gms" % (req["id"], req.get("offset_ms", 0)), req, res)
+    if "log_lines" in after:
+        print("server log: %d new line(s) in %s" % (len(after["log_lines"]), args.server_log))
+    return CHECK(list(zip(requests, results)), after, bundle["failure"], CHECK_DATA)
+
+
+def main_own():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--endpoint", default="http://127.0.0.1:8000", help="server base URL")
+    ap.add_argument("--model", help="model id (default: the bundle's, else the server's first)")
+    ap.add_argument("--api-key", default=os.environ.get("OPENAI_API_KEY"))
+    ap.add_argument("--runs", type=int, default=DEFAULT_RUNS,
+                    help="replays; still failing if any run fails (default %d)" % DEFAULT_RUNS)
+    ap.add_argument("--alone-runs", type=int, default=CHECK_DATA.get("alone_runs", 2),
+                    help="runs of each compared request on its own, per replay (default %d)"
+                    % CHECK_DATA.get("alone_runs", 2))
+    ap.add_argument("--server-log", metavar="FILE",
+                    help="the server's log file, followed while the requests are answered"
+                    + (" (required: this failure shows only there)"
+                       if CHECK_DATA.get("needs_log") else ""))
+    ap.add_argument("--timeout", type=float, help="total seconds per request (default: as recorded)")
+    ap.add_argument("--settle", type=float, default=5.0,
+                    help="seconds to wait for the server's log after the requests (default 5)")
+    ap.add_argument("--dump-bodies", metavar="DIR", help="write the request bodies and exit")
+    args = ap.parse_args()
+    try:
+        bundle, urls = load_bundle()
+        target = bundle.get("target") or {}
+        args.model = args.model or target.get("model_id") or target.get("model")
+        if args.dump_bodies:
+            dump_bodies(bundle, urls, args.model, args.dump_bodies)
+            return 0
+        if CHECK_DATA.get("needs_log") and not args.server_log:
+            raise CannotRun("this failure shows only in the server's log, so this script "
+                            "needs the server log: --server-log FILE (the file the server "
+                            "writes its log to)")
+        if args.server_log and not os.path.isfile(args.server_log):
+            raise CannotRun("no such server log file: %s" % args.server_log)
+        headers = {"Authorization": "Bearer " + args.api_key} if args.api_key else {}
+        print("failure:   %s\nsignature: %s" % (bundle["failure"]["message"], SIGNATURE))
+        print(textwrap.fill(" ".join((CHECK.__doc__ or "").split("\n\n")[0].split()), 88,
+                            initial_indent="check:     ", subsequent_indent=" " * 11))
+        verdicts = []
+        for run in range(max(1, args.runs)):
+            if args.runs > 1:
+                print("--- run %d of %d" % (run + 1, args.runs))
+            outcomes = asyncio.run(run_once_own(bundle, urls, args, headers))
+            report(outcomes)
+            verdicts.append(verdict(outcomes, REQUEST_ID))
+            if verdicts[-1] == "fail":
+                break
+    except CannotRun as e:
+        print("COULD NOT RUN: %s" % e)
+        return 2
+    except (OSError, ValueError, KeyError) as e:
+        print("COULD NOT RUN: %s: %s" % (type(e).__name__, e))
+        return 2
+    if "fail" in verdicts:
+        print("STILL FAILING (%s) in run %d of %d" % (SIGNATURE, len(verdicts), args.runs))
+        return 1
+    if "unjudged" in verdicts:
+        print("COULD NOT CHECK: the answers above give nothing to judge this failure by")
+        return 2
+    print("NOT REPRODUCED in %d run(s): fixed, or rarer than recorded" % len(verdicts))
+    return 0
 '''

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -149,3 +150,47 @@ def test_subprocess_pytest_replays_real_bundles_against_a_server(tmp_path: Path)
     assert "1 failed, 1 passed, 1 error" in out, out
     assert "STILL FAILING 1/1  server_error|500|boom" in out
     assert "broken.tar.gz" in out and "rejected archive" in out
+
+
+LOG_CONFTEST = '''
+import fuzz.pytest_plugin as plugin
+from fuzz.replay import ReplayResult, Verdict
+
+def fake_replay(bundle_path, *, endpoint_url, model, runs, server_log=None):
+    verdict = Verdict.STILL_FAILING if server_log else Verdict.ERROR
+    return ReplayResult(bundle_path, verdict, runs, runs if server_log else 0, (),
+                        f"server log: {server_log}", 0.0, bundle_path.name)
+
+_real = plugin.replay_one
+
+def pytest_configure(config):
+    plugin.replay_one = fake_replay
+
+def pytest_unconfigure(config):
+    plugin.replay_one = _real
+'''
+
+
+def test_the_server_log_reaches_the_replay(pytester: pytest.Pytester) -> None:
+    """A server-log bundle needs the target's log: the option hands it to each replay,
+    and without it the bundle is an error (the real replay says why), not a pass."""
+    pytester.makeconftest(LOG_CONFTEST)
+    write_bundle(_bundle("server_log_error|-|x.py: boom|"), pytester.path / "bundles")
+    result = _run(pytester, "--vlfuzz-bundles", "bundles", "--vlfuzz-server-log",
+                  "/var/log/vllm.log", "-rA")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*server log: /var/log/vllm.log*"])
+    result = _run(pytester, "--vlfuzz-bundles", "bundles", "-rA")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*server log: None*"])
+
+
+def test_a_real_server_log_bundle_without_the_log_is_an_error(tmp_path: Path) -> None:
+    from fuzz.pytest_plugin import replay_one
+    from fuzz.replay import Verdict
+
+    bundle = _bundle("server_log_error|-|x.py: boom|")
+    folder = write_bundle(replace(bundle, failure=replace(bundle.failure,
+                                                          kind="server_log_error")), tmp_path)
+    result = replay_one(folder, endpoint_url="http://127.0.0.1:9", model=None, runs=1)
+    assert result.verdict is Verdict.ERROR and "needs the server log" in result.message

@@ -7,7 +7,7 @@ import http.server
 import socket
 import threading
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -184,8 +184,6 @@ def test_check_health_on_loopback() -> None:
 
 
 def test_triage_is_shown_and_recorded_deadlines_are_used() -> None:
-    from dataclasses import replace
-
     from fuzz.bundle_triage import BundleTriage
     from fuzz.junit import junit_xml
     from fuzz.replay import _bundle_runner
@@ -241,3 +239,134 @@ def test_round_trip_against_in_process_servers(tmp_path: Path) -> None:
     code, lines = replay_against(f"http://127.0.0.1:{port}")
     assert code == 2 and lines[0].startswith("ERROR") and "health" in lines[0]
     assert ET.parse(junit).getroot().find("testsuite").get("errors") == "1"
+
+
+# --- kinds the ordinary oracles cannot judge on their own ------------------------------
+
+
+def test_a_replay_that_could_not_judge_a_run_is_never_fixed() -> None:
+    from fuzz.replay import verdict_of
+    from fuzz.replay_judges import Tally
+
+    assert verdict_of(Tally(3, 0, ("other",)), "s") == (
+        Verdict.FIXED, "not seen in 3 runs; other failures seen: other")
+    verdict, message = verdict_of(Tally(3, 0, (), ("run 2: request p gave no answer",)), "s")
+    assert verdict is Verdict.ERROR
+    assert message == "1 of 3 runs could not be judged: run 2: request p gave no answer"
+    assert verdict_of(Tally(3, 1, ("s",), ("run 2: x",)), "s")[0] is Verdict.STILL_FAILING
+    assert verdict_of(Tally(0, 0), "s")[0] is Verdict.ERROR
+    assert verdict_of(Tally(2, 0, error="boom", note="5x"), "s") == (Verdict.ERROR, "boom; 5x")
+    assert verdict_of(Tally(2, 2, ("s",), note="5x"), "s") == (
+        Verdict.STILL_FAILING, "reproduced in 2/2 runs; 5x")
+
+
+ERROR_LINE = ("(APIServer pid=7) ERROR 11-27 05:08:46 [hermes_tool_parser.py:117] "
+              "Error in extracting tool call from response.")
+
+
+def _log_bundle() -> Bundle:
+    from fuzz.oracles.server_log import server_log_clean
+
+    base = make_bundle("unused")
+    [failure] = server_log_clean(base.scenario, Trace((), server_log=(ERROR_LINE,)))
+    return replace(base, failure=failure)
+
+
+class Logging(Fakes):
+    """A target that writes `line` (or nothing) to its log on every run."""
+
+    def __init__(self, log: Path, line: str | None) -> None:
+        super().__init__()
+        self.log, self.line = log, line
+
+    async def run(self, endpoint, scenario, deadlines) -> Trace:
+        await super().run(endpoint, scenario, deadlines)
+        if self.line is not None:
+            with open(self.log, "a", encoding="utf-8") as f:
+                f.write(self.line + "\n")
+        return Trace((), deadlines)
+
+    def inject(self) -> dict:
+        from fuzz.oracles import check
+
+        return {"run": self.run, "check": check, "health": self.health}
+
+
+def test_a_server_log_bundle_is_judged_by_following_the_log(tmp_path: Path) -> None:
+    bundle, log = _log_bundle(), tmp_path / "server.log"
+    log.write_text("INFO: started\n")
+    fakes = Logging(log, ERROR_LINE)
+    r = replay(bundle, fakes, runs=2, server_log=log)
+    assert (r.verdict, r.failing_runs) == (Verdict.STILL_FAILING, 2), r.message
+    fixed = Logging(log, 'INFO:     127.0.0.1:1 - "POST /v1/chat/completions HTTP/1.1" 200 OK')
+    assert replay(bundle, fixed, runs=2, server_log=log).verdict is Verdict.FIXED
+    quiet = replay(bundle, Logging(log, None), runs=2, server_log=log)
+    assert quiet.verdict is Verdict.ERROR and "did not grow" in quiet.message
+    blind = Logging(log, ERROR_LINE)
+    r = replay(bundle, blind)
+    assert r.verdict is Verdict.ERROR and "needs the server log" in r.message
+    assert blind.calls == []  # judged unjudgeable before anything was sent
+    r = replay(bundle, Logging(log, ERROR_LINE), server_log=tmp_path / "nowhere.log")
+    assert r.verdict is Verdict.ERROR and "does not exist" in r.message
+
+
+def test_other_bundles_follow_a_given_log_for_context_only(tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    log.write_text("")
+    fakes = Logging(log, ERROR_LINE)
+    fakes.plan = [["sig"]]
+
+    def check(scenario, trace) -> list[Failure]:
+        from fuzz.oracles import check as real
+
+        return [Failure("k", "sig", "m")] + real(scenario, trace)
+
+    r = asyncio.run(replay_bundle(make_bundle("sig"), ENDPOINT, runs=1, server_log=log,
+                                  **{**fakes.inject(), "check": check}))
+    assert r.verdict is Verdict.STILL_FAILING
+    assert any(s.startswith("server_log_error|") for s in r.observed_signatures)
+    quiet = replay(make_bundle("sig"), Logging(log, None), runs=1, server_log=log)
+    assert quiet.verdict is Verdict.FIXED  # a silent log matters only to log bundles
+
+
+def test_a_kind_no_oracle_here_reports_is_an_error_not_fixed() -> None:
+    base = make_bundle("sig")
+    bundle = replace(base, failure=replace(base.failure, kind="from_a_newer_vlfuzz"))
+    fakes = Fakes()
+    r = replay(bundle, fakes)
+    assert r.verdict is Verdict.ERROR and "no oracle for failures of kind" in r.message
+    assert fakes.calls == []
+
+
+def test_the_ordinary_kinds_are_every_kind_the_oracles_report() -> None:
+    """Keeps `ORDINARY_KINDS` in step with `fuzz/oracles` (a kind missing there would
+    replay as ERROR)."""
+    import ast
+
+    import fuzz.oracles
+    from fuzz.replay_judges import ORDINARY_KINDS
+
+    kinds = set()
+    for source in Path(fuzz.oracles.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "failure" \
+                    and node.args and isinstance(node.args[0], ast.Constant):
+                kinds.add(node.args[0].value)
+    assert len(kinds) > 10 and kinds <= ORDINARY_KINDS
+
+
+def test_a_server_log_bundle_whose_requests_now_fail_is_not_judged(tmp_path: Path) -> None:
+    """The log oracle stays silent when a response failed: such a run tells nothing."""
+    log = tmp_path / "server.log"
+    log.write_text("")
+
+    class Failing(Logging):
+        async def run(self, endpoint, scenario, deadlines) -> Trace:
+            await super().run(endpoint, scenario, deadlines)
+            return Trace((RequestTrace("r0", 0.0, 500, body="{}", end_s=0.1),), deadlines)
+
+    r = replay(_log_bundle(), Failing(log, ERROR_LINE), runs=2, server_log=log)
+    assert r.verdict is Verdict.ERROR, r.message
+    assert r.message.startswith("2 of 2 runs could not be judged: run 1: request r0 failed "
+                                "(HTTP 500)")
+    assert any(s.startswith("server_error|500|") for s in r.observed_signatures)
