@@ -2,7 +2,7 @@
 greedy probe requests, neutral fillers, benign batches, a request on its own, canary
 planting, and the identity of a request across scenarios.
 
-A probe is a greedy request that reports its logprobs (temperature 0, a fixed seed,
+A probe is a greedy request that reports its logprobs (temperature 0, no seed needed,
 `logprobs: true, top_logprobs: k`, one choice): the only kind of request whose answer
 alone and in a crowd can be compared token by token.
 """
@@ -31,12 +31,18 @@ NEUTRAL_PROMPTS: tuple[str, ...] = (
 )
 
 
-def greedy_body(messages: Sequence[Mapping[str, Any]], *, max_tokens: int = 16, seed: int = 0,
-                top_logprobs: int = TOP_LOGPROBS, stream: bool = False) -> dict[str, Any]:
-    """A chat body whose answer is reproducible and comparable position by position."""
+def greedy_body(messages: Sequence[Mapping[str, Any]], *, max_tokens: int = 16,
+                seed: int | None = None, top_logprobs: int = TOP_LOGPROBS,
+                stream: bool = False) -> dict[str, Any]:
+    """A chat body whose answer is reproducible and comparable position by position.
+
+    Greedy decoding needs no seed, and by default sends none: on vLLM 0.32's CPU build
+    a streamed seeded request kills the engine ("CPU Generator does not use offset"),
+    and the oracles' own probes must not trip a known bug a hunt has excluded."""
     body: dict[str, Any] = {"messages": [dict(m) for m in messages], "max_tokens": max_tokens,
-                            "temperature": 0, "seed": seed, "logprobs": True,
-                            "top_logprobs": top_logprobs}
+                            "temperature": 0, "logprobs": True, "top_logprobs": top_logprobs}
+    if seed is not None:
+        body["seed"] = seed
     if stream:
         body["stream"] = True
     return body
@@ -53,7 +59,7 @@ def user_message(text: str, images: Sequence[str] = ()) -> dict[str, Any]:
 
 def probe_request(request_id: str, prompt: str, *, images: Sequence[str] = (),
                   max_tokens: int = 16, stream: bool = False, offset_ms: float = 0.0,
-                  seed: int = 0) -> RequestSpec:
+                  seed: int | None = None) -> RequestSpec:
     """A greedy probe (see the module docstring); `images` are sha256s of Media."""
     return RequestSpec(id=request_id, offset_ms=offset_ms, tags=("isolation_probe",),
                        body=greedy_body([user_message(prompt, images)], max_tokens=max_tokens,

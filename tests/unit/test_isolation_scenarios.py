@@ -20,6 +20,7 @@ def test_probe_request_is_a_greedy_logprob_request() -> None:
     body = p.body
     assert body["temperature"] == 0 and body["logprobs"] is True and body["top_logprobs"] == 5
     assert body["seed"] == 3 and body["max_tokens"] == 8 and body["stream"] is True
+    assert "seed" not in probe_request("q", "hello").body  # greedy needs none (see greedy_body)
     assert p.media_refs() == [IMG.sha256] and is_probe(p)
 
 
