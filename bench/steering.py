@@ -76,9 +76,10 @@ def parse_budget(text: str) -> float:
 
 
 def scenario_stream(seed: int, max_requests: int, max_output_tokens: int,
-                    per_round: int = 10) -> Iterator[Scenario]:
+                    per_round: int = 10, exclude: tuple[str, ...] = ()) -> Iterator[Scenario]:
     """Fresh scenarios, generated the way the campaign's rounds generate them."""
-    strategy = scenarios(max_requests=max_requests, max_output_tokens=max_output_tokens)
+    strategy = scenarios(max_requests=max_requests, max_output_tokens=max_output_tokens,
+                         exclude_features=exclude or None)
     for round_no in itertools.count():
         batch: list[Scenario] = []
 
@@ -242,14 +243,19 @@ def main() -> None:
     parser.add_argument("--wait-s", type=float, default=180.0,
                         help="how long to wait for /health before giving up")
     parser.add_argument("--json-out", type=Path, default=None)
+    parser.add_argument("--exclude-feature", action="append", default=[],
+                        help="as `vlfuzz run --exclude-feature` (e.g. sampling:seed)")
     args = parser.parse_args()
 
     endpoint = Endpoint(base_url=args.endpoint, model=args.model)
     log = None if args.no_server_log else (args.server_log or embedded_log(endpoint))
     follower = LogFollower(log) if log is not None else None
-    arms = [Arm("plain", scenario_stream(args.seed, args.max_requests, args.max_output_tokens)),
+    exclude = tuple(args.exclude_feature)
+    arms = [Arm("plain", scenario_stream(args.seed, args.max_requests, args.max_output_tokens,
+                                         exclude=exclude)),
             Arm("steered", scenario_stream(args.seed + (0 if args.same_seed else 1),
-                                           args.max_requests, args.max_output_tokens),
+                                           args.max_requests, args.max_output_tokens,
+                                           exclude=exclude),
                 steering=Steering(max_requests=args.steer_max_requests or 2 * args.max_requests))]
     print(f"plain vs steered, {args.budget:.0f}s each, against {endpoint.base_url}; "
           f"server log: {log or 'not followed'}", flush=True)
