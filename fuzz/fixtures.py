@@ -202,14 +202,22 @@ class ThreadedFixtureServer:
 
     def start(self, timeout_s: float = 10.0) -> ThreadedFixtureServer:
         self._thread.start()
-        asyncio.run_coroutine_threadsafe(self.server.start(), self._loop).result(timeout_s)
+        started = asyncio.run_coroutine_threadsafe(self.server.start(), self._loop)
+        try:
+            started.result(timeout_s)
+        except BaseException:  # bind error, timeout, ^C: no __exit__ will stop the thread
+            started.cancel()
+            self.stop(timeout_s)
+            raise
         return self
 
     def stop(self, timeout_s: float = 10.0) -> None:
         if self._thread.is_alive():
-            asyncio.run_coroutine_threadsafe(self.server.stop(), self._loop).result(timeout_s)
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout_s)
+            try:
+                asyncio.run_coroutine_threadsafe(self.server.stop(), self._loop).result(timeout_s)
+            finally:  # even if the server would not stop, end the loop and its thread
+                self._loop.call_soon_threadsafe(self._loop.stop)
+                self._thread.join(timeout_s)
         if not self._loop.is_closed() and not self._loop.is_running():
             self._loop.close()
 

@@ -24,7 +24,6 @@ from fuzz.model import RequestTrace, Trace
 from fuzz.repro_checks import (Outcome, check_answered, check_for, check_no_hang,
                                 check_no_server_error, check_no_transport_failure, check_stream)
 from fuzz.scenario_summary import needs, short_json, trigger
-from fuzz.signature import normalise_message
 
 if TYPE_CHECKING:
     from fuzz.bundle import Bundle
@@ -42,12 +41,6 @@ _STREAM_PROBLEMS = {"no_done": "no final [DONE]", "unparsable_event": "an event 
 _AFTER_KINDS = ("target_dead", "target_wedged", "leak", "server_error", "transport", "hang")
 _DEFAULT_EXPECTED = ("Every request is answered without a 5xx, transport error or hang, each "
                      "response matches the OpenAI response shape, and the server stays healthy.")
-
-
-def issue_title(kind: str, message: str, limit: int = 100) -> str:
-    """Kind plus the message with ids and numbers folded, so one bug has one title."""
-    text = normalise_message(message)
-    return f"{kind}: {text if len(text) <= limit else text[:limit - 1].rstrip() + '…'}"
 
 
 def _signature_parts(signature: str) -> tuple[str, str, str, str]:

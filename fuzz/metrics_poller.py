@@ -8,7 +8,8 @@ during it. The poller is an async context manager wrapped around `run_scenario`:
         trace = await run_scenario(endpoint, scenario, deadlines)
     signals = poller.signals  # ServerSignals | None
 
-It reads `/metrics` on entry (the baseline), every `every_s` in the background, and
+It reads `/metrics` on entry (the baseline, within the short `baseline_deadline_s`,
+since that wait delays the scenario), every `every_s` in the background, and
 once more on exit (after the runner's own settling), on one keep-alive connection.
 A target without `/metrics`, or one that does not answer, gives `signals` None; a
 sample that fails is skipped. Parsing is `fuzz.signals.read_series` (pure).
@@ -32,12 +33,18 @@ class MetricsPoller:
     `async with`; see the module docstring."""
 
     def __init__(self, endpoint: Endpoint, *, every_s: float = 0.25,
-                 deadline_s: float = 2.0) -> None:
+                 deadline_s: float = 2.0, baseline_deadline_s: float = 0.5) -> None:
         if every_s <= 0:
             raise ValueError(f"every_s must be positive, got {every_s!r}")
+        if baseline_deadline_s <= 0:
+            raise ValueError(f"baseline_deadline_s must be positive, got {baseline_deadline_s!r}")
         self.endpoint = endpoint
         self.every_s = every_s
         self.deadline_s = deadline_s
+        # The baseline is read before the scenario starts, so its wait adds to every
+        # scenario; a healthy target answers /metrics in milliseconds, and one that
+        # takes longer is wedged (no baseline: signals None), not worth 2 s per scenario.
+        self.baseline_deadline_s = baseline_deadline_s
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
         self._before: dict[str, float] | None = None
@@ -57,9 +64,14 @@ class MetricsPoller:
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=1),
             timeout=aiohttp.ClientTimeout(total=self.deadline_s))
-        self._before = await self._read()
-        if self._before is not None:
-            self._task = asyncio.ensure_future(self._poll())
+        try:
+            self._before = await self._read(
+                aiohttp.ClientTimeout(total=min(self.baseline_deadline_s, self.deadline_s)))
+            if self._before is not None:
+                self._task = asyncio.ensure_future(self._poll())
+        except BaseException:  # a ^C here means no __aexit__: close the session ourselves
+            await self._session.close()
+            raise
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
@@ -79,11 +91,13 @@ class MetricsPoller:
             await asyncio.sleep(self.every_s)
             await self._read()
 
-    async def _read(self) -> dict[str, float] | None:
+    async def _read(self, timeout: aiohttp.ClientTimeout | None = None
+                    ) -> dict[str, float] | None:
         assert self._session is not None
         try:
             async with self._session.get(self.endpoint.url("/metrics"),
-                                         headers=self.endpoint.headers()) as resp:
+                                         headers=self.endpoint.headers(),
+                                         timeout=timeout or self._session.timeout) as resp:
                 if resp.status != 200:
                     return None
                 text = await resp.text(errors="replace")

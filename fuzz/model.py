@@ -111,7 +111,7 @@ class RequestSpec:
         """sha256 of every media placeholder in the body (fixture URLs included when
         their last segment is a sha256), in order, repeats kept."""
         refs = []
-        for s in _strings(self.body):
+        for s in strings_in(self.body):
             if s.startswith(MEDIA_SCHEME):
                 refs.append(s[len(MEDIA_SCHEME):])
             elif s.startswith(FIXTURE_SCHEME) and _is_sha256(s.rsplit("/", 1)[-1]):
@@ -131,15 +131,17 @@ class RequestSpec:
                    tags=tuple(d.get("tags", ())))
 
 
-def _strings(value: Any) -> Iterator[str]:
+def strings_in(value: Any) -> Iterator[str]:
+    """Every string in a JSON-like value, depth first: dict values (not keys), list
+    and tuple items; other leaves are skipped."""
     if isinstance(value, str):
         yield value
     elif isinstance(value, Mapping):
         for v in value.values():
-            yield from _strings(v)
+            yield from strings_in(v)
     elif isinstance(value, (list, tuple)):
         for v in value:
-            yield from _strings(v)
+            yield from strings_in(v)
 
 
 def resolve_media(value: Any, media: Mapping[str, Media],

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from fuzz.curl import FIXTURE_HOST
-from fuzz.model import FIXTURE_SCHEME, Trace
+from fuzz.model import FIXTURE_SCHEME, Trace, strings_in
 
 if TYPE_CHECKING:
     from fuzz.bundle import Bundle
@@ -110,7 +110,7 @@ def needs(bundle: Bundle) -> list[str]:
     refs = [h for r in sc.requests for h in r.media_refs()]
     if refs:
         out.append(_image_line(bundle, refs))
-    fetched = [s for r in sc.requests for s in _strings(r.body) if s.startswith(FIXTURE_SCHEME)]
+    fetched = [s for r in sc.requests for s in strings_in(r.body) if s.startswith(FIXTURE_SCHEME)]
     if fetched:
         kinds = sorted({s[len(FIXTURE_SCHEME):].split("/")[1] for s in fetched if "/" in s})
         out.append(f"image URLs: {len(fetched)} fetched by the server from vlfuzz's loopback "
@@ -135,16 +135,6 @@ def needs(bundle: Bundle) -> list[str]:
     if sampling:
         out.append("sampling: " + ", ".join(f"{k} {short_json(v)}" for k, v in sampling.items()))
     return out
-
-
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, Mapping):
-        return [s for v in value.values() for s in _strings(v)]
-    if isinstance(value, list):
-        return [s for v in value for s in _strings(v)]
-    return []
 
 
 def _texts(value: Any) -> list[str]:

@@ -20,12 +20,11 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from fuzz.isolation.differential import agrees, first_divergence
 from fuzz.isolation.noise import NoiseModel
 from fuzz.isolation.tokens import TokenAnswer
-from fuzz.model import Failure, RequestSpec, RequestTrace, Scenario, Trace
+from fuzz.model import Failure, RequestSpec, RequestTrace, Scenario, Trace, strings_in
 from fuzz.oracles.reading import failure, head, pairs, response_choices
 
 KIND = "cross_request_leak"
@@ -39,19 +38,9 @@ def canary(seed: int | str) -> str:
     return CANARY_PREFIX + hashlib.sha256(f"canary:{seed}".encode()).hexdigest()[:12]
 
 
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, Mapping):
-        return [s for v in value.values() for s in _strings(v)]
-    if isinstance(value, (list, tuple)):
-        return [s for v in value for s in _strings(v)]
-    return []
-
-
 def planted_canaries(spec: RequestSpec) -> set[str]:
     """Every canary in the request's body."""
-    return {m for s in _strings(spec.body) for m in CANARY_RE.findall(s)}
+    return {m for s in strings_in(spec.body) for m in CANARY_RE.findall(s)}
 
 
 def _output_text(spec: RequestSpec, rt: RequestTrace) -> str:

@@ -48,15 +48,6 @@ def generated_tool(dice: Dice, index: int,
         "parameters": {k: v for k, v in schema.items() if k != "$schema"}}}
 
 
-def generated_tools(index: int) -> st.SearchStrategy[dict[str, Any]]:
-    """Strategy form of `generated_tool`."""
-    @st.composite
-    def build(draw: Draw) -> dict[str, Any]:
-        return generated_tool(Dice.rolled(draw), index)
-
-    return build()
-
-
 @dataclass(frozen=True)
 class ToolSpec:
     """Validated tool-list arguments and the seed tools (as JSON text: every draw

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -107,6 +109,18 @@ def test_threaded_variant_serves_and_forgets() -> None:
             urllib.request.urlopen(server.base_url + fixture_path("ok", MEDIA), timeout=5)
         assert err.value.code == 404
         assert server.served["ok"] == 2
+
+
+def test_threaded_variant_that_cannot_bind_raises_and_leaves_no_thread() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        before = set(threading.enumerate())
+        server = ThreadedFixtureServer(port=taken.getsockname()[1])
+        with pytest.raises(OSError):
+            server.start()
+        assert set(threading.enumerate()) - before == set()
+        assert server._loop.is_closed()
 
 
 def test_generated_fixture_urls_resolve_and_are_served() -> None:

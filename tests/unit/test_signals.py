@@ -200,12 +200,18 @@ def _page(running: float, waiting: float, kv: float, preemptions: float) -> str:
     return set_value(page, "vllm:num_preemptions_total", preemptions)
 
 
-async def _with_server(pages: list[str], body, status: int = 200):  # type: ignore[no-untyped-def]
+async def _with_server(pages: list[str], body, status: int = 200,  # type: ignore[no-untyped-def]
+                       hang: bool = False):
+    """Serve `pages` in turn (the last one repeated) at /metrics, or never answer if
+    `hang`; `body(endpoint, served)` sees the live count of /metrics requests received."""
     served = {"n": 0}
+    release = asyncio.Event()
 
     async def metrics(_request: aiohttp.web.Request) -> aiohttp.web.Response:
         page = pages[min(served["n"], len(pages) - 1)]
         served["n"] += 1
+        if hang:
+            await release.wait()
         return aiohttp.web.Response(text=page, status=status)
 
     app = aiohttp.web.Application()
@@ -216,30 +222,83 @@ async def _with_server(pages: list[str], body, status: int = 200):  # type: igno
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
-        return await body(Endpoint(f"http://127.0.0.1:{port}", "m")), served["n"]
+        return await body(Endpoint(f"http://127.0.0.1:{port}", "m"), served), served["n"]
     finally:
+        release.set()  # let a hanging handler finish, or cleanup waits for it
         await runner.cleanup()
+
+
+async def _until(condition, cap_s: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    """Wait for `condition()` to hold, polling; fail after a generous `cap_s`."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + cap_s
+    while not condition():
+        if loop.time() > give_up:
+            pytest.fail(f"condition not met within {cap_s} s")
+        await asyncio.sleep(0.01)
 
 
 def test_poller_catches_peaks_that_are_gone_by_the_end() -> None:
     pages = [_page(0, 0, 0.0, 0), _page(3, 0, 0.1, 0), _page(8, 5, 0.6, 1),
              _page(2, 0, 0.2, 2), _page(0, 0, 0.0, 2)]
 
-    async def body(endpoint: Endpoint) -> ServerSignals | None:
-        async with MetricsPoller(endpoint, every_s=0.05) as poller:
-            await asyncio.sleep(0.5)
+    async def body(endpoint: Endpoint, served: dict[str, int]) -> ServerSignals | None:
+        async with MetricsPoller(endpoint, every_s=0.01) as poller:
+            # Reads are sequential on one connection, so once read len(pages)+1 has
+            # reached the server every page was read and folded by the poller.
+            await _until(lambda: served["n"] > len(pages))
         return poller.signals
 
     s, served = asyncio.run(_with_server(pages, body))
-    assert s is not None and s.samples == served >= 5
+    assert s is not None and len(pages) < s.samples <= served
     assert s.before["running"] == 0 and s.after["running"] == 0
+    expected: dict[str, float] = {}
+    for page in pages:
+        expected = fold_peaks(expected, read_series(page))
+    assert s.peaks == expected  # the peak seen is the peak served
     assert s.peaks["running"] == 8 and s.peaks["waiting"] == 5 and s.peaks["kv_cache_usage"] == 0.6
     assert {"preemptions:2-3", "peak:running:8-15", "peak:waiting:4-7",
             "peak:kv_cache_usage:50-75%"} <= metric_features(s)
 
 
+def test_poller_closes_its_session_when_cancelled_during_the_baseline() -> None:
+    async def body(endpoint: Endpoint, served: dict[str, int]) -> bool:
+        poller = MetricsPoller(endpoint, baseline_deadline_s=60.0, deadline_s=60.0)
+
+        async def scenario() -> None:
+            async with poller:
+                pytest.fail("the baseline read never answers")
+
+        task = asyncio.ensure_future(scenario())
+        await _until(lambda: served["n"] >= 1)  # the baseline read is waiting on the server
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert poller._session is not None
+        return poller._session.closed
+
+    closed, _ = asyncio.run(_with_server([PAGE], body, hang=True))
+    assert closed
+
+
+def test_poller_baseline_gives_up_sooner_than_the_sample_deadline() -> None:
+    async def body(endpoint: Endpoint,
+                   _served: dict[str, int]) -> tuple[float, ServerSignals | None]:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        async with MetricsPoller(endpoint, baseline_deadline_s=0.2, deadline_s=60.0) as poller:
+            entered_s = loop.time() - started
+        return entered_s, poller.signals
+
+    (entered_s, s), _ = asyncio.run(_with_server([PAGE], body, hang=True))
+    assert s is None and entered_s < 30.0  # the baseline's 0.2 s, not the 60 s deadline
+    assert MetricsPoller(Endpoint("http://127.0.0.1:9", "m")).baseline_deadline_s == 0.5
+    with pytest.raises(ValueError, match="baseline_deadline_s"):
+        MetricsPoller(Endpoint("http://127.0.0.1:9", "m"), baseline_deadline_s=0)
+
+
 def test_poller_without_metrics_gives_none() -> None:
-    async def body(endpoint: Endpoint) -> ServerSignals | None:
+    async def body(endpoint: Endpoint, _served: dict[str, int]) -> ServerSignals | None:
         async with MetricsPoller(endpoint, every_s=0.05) as poller:
             await asyncio.sleep(0.1)
         return poller.signals
