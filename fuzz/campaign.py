@@ -126,7 +126,9 @@ class _Campaign:
         return 0.0 if self.stop.is_set() else self.config.duration_s - self.now()
 
     def record(self, rec: dict[str, Any]) -> None:
-        """Journal first (durable), then fold into the live summary."""
+        """Redact, journal (durable), then fold into the live summary: the summary is
+        the fold of the journal, so both see the same (redacted) record."""
+        rec = self.redact(rec)
         self.journal.append(rec)
         ledger.apply(self.summary, rec)
 
@@ -142,8 +144,11 @@ class _Campaign:
         return {**self.summary.target, **self.supervisor.evidence()}
 
     async def replay(self, scenario: Scenario, deadlines: Mapping[str, Deadlines]) -> Trace:
+        # Recovery blocks the loop on purpose: nothing else may be sent meanwhile, and
+        # on this (the main) thread a second ^C interrupts a restart instead of leaving
+        # it running in a worker thread; `record` and `set_state` stay single-threaded.
         if not self.supervisor.healthy():
-            await asyncio.to_thread(self.ensure_target)
+            self.ensure_target()
         return (await self.harness.play(scenario, deadlines, sample_metrics=False)).trace
 
     def oracle_replay(self, scenario: Scenario, failure: Failure,
@@ -157,7 +162,7 @@ class _Campaign:
 
         async def replay(candidate: Scenario) -> tuple[Trace, list[Failure]]:
             if not self.supervisor.healthy():
-                await asyncio.to_thread(self.ensure_target)
+                self.ensure_target()  # on the loop thread, as in `replay`
             return await own(candidate)
         return replay
 
@@ -379,6 +384,19 @@ def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
         loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
 
 
+def _journaled_token_scale(summary: Summary) -> tuple[TokenScale | None] | None:
+    """The token scale an earlier session measured (in a 1-tuple: it may be None, for
+    a target without /tokenize); None when there is none to reuse."""
+    if not summary.token_scale_measured:
+        return None
+    if summary.token_scale is None:
+        return (None,)
+    try:
+        return (TokenScale.from_json(summary.token_scale),)
+    except (TypeError, ValueError, KeyError):
+        return None  # unreadable: measure again
+
+
 def run_campaign(config: CampaignConfig, supervisor: Supervisor,
                  on_event: Callable[[Event], None] = lambda e: None, *,
                  stop: threading.Event | None = None, redact: Redactor | None = None) -> Summary:
@@ -392,7 +410,8 @@ def run_campaign(config: CampaignConfig, supervisor: Supervisor,
         summary.stopped_because = "duration reached"
     redact = redact or Redactor()
     loop = asyncio.new_event_loop()
-    with Journal(journal_file, redact) as journal, ThreadedFixtureServer() as fixtures:
+    # no redactor on the journal itself: `_Campaign.record` redacts each record once
+    with Journal(journal_file) as journal, ThreadedFixtureServer() as fixtures:
         log_file = config.server_log or (supervisor.paths.log_file
                                          if isinstance(supervisor, EmbeddedSupervisor) else None)
         harness = Harness(lambda: supervisor.endpoint, config.deadline_policy(), fixtures=fixtures,
@@ -410,10 +429,14 @@ def run_campaign(config: CampaignConfig, supervisor: Supervisor,
                       "duration_s": config.duration_s, "version": __version__,
                       "resumed": config.resume, "settings": config.settings_json(),
                       "t": round(c.now(), 3), "wall_clock": time.time()})
-            c.token_scale = loop.run_until_complete(measure_token_scale(
-                supervisor.endpoint.base_url, supervisor.endpoint.model,
-                headers=supervisor.endpoint.headers()))
-            c.record({"type": "tokens", "t": round(c.now(), 3),
+            journaled = _journaled_token_scale(summary) if config.resume else None
+            if journaled is not None:  # the scale the earlier sessions drew scenarios with
+                c.token_scale = journaled[0]
+            else:
+                c.token_scale = loop.run_until_complete(measure_token_scale(
+                    supervisor.endpoint.base_url, supervisor.endpoint.model,
+                    headers=supervisor.endpoint.headers()))
+            c.record({"type": "tokens", "t": round(c.now(), 3), "resumed": journaled is not None,
                       "scale": c.token_scale.to_json() if c.token_scale else None})
             on_event(CampaignStarted(summary, config.duration_s, config.resume,
                                      config.max_disk_bytes))

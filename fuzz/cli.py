@@ -1,6 +1,6 @@
 """`vlfuzz` command line: a thin layer over campaign, target, replay and bundles.
 
-Exit codes: `run` 0 = no failures, 1 = failures found, 2 = could not run;
+Exit codes: `run` 0 = no failures, 1 = failures found, 2 = could not run (or a worker crashed);
 `replay` 0 = all fixed, 1 = any still failing, 2 = error; `target up|down` 0 / 2,
 `target status` 0 = up, 3 = not up; `bundle` 0 / 2 (unreadable bundle);
 `calibrate` 0 = measured, 2 = could not measure.
@@ -20,8 +20,15 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fuzz import __version__
+
+if TYPE_CHECKING:
+    from fuzz.auth import AuthEndpoint
+    from fuzz.config import CampaignConfig
+    from fuzz.report import Summary
+    from fuzz.target.paths import TargetPaths
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -58,7 +65,7 @@ def _percent(text: str) -> int:
     return value
 
 
-def _url_image_percent(args) -> int:
+def _url_image_percent(args: argparse.Namespace) -> int:
     """Image URLs point at this machine's loopback: only a local target can fetch them."""
     if args.url_images is not None:
         return args.url_images
@@ -228,6 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--runs", "--repeat", type=_positive_int, default=3, dest="runs",
                         help="replays per bundle; it counts as fixed only if none fails (default 3)")
     replay.add_argument("--junit", type=Path, help="write JUnit XML here")
+    replay.add_argument("--api-key", default=os.environ.get("VLFUZZ_API_KEY") or None,
+                        help="bearer token for --endpoint (default: $VLFUZZ_API_KEY); never written out")
+    replay.add_argument("--header", type=_header, action="append", default=[], metavar="NAME:VALUE",
+                        help="extra header sent with every request (repeatable); values are never written out")
     replay.add_argument("--server-log", type=Path, default=None, metavar="FILE",
                         help="the target's log file, followed during each replay: server-log "
                              "bundles cannot be judged without it (the embedded target's is "
@@ -254,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def cmd_bundle(args) -> int:
+def cmd_bundle(args: argparse.Namespace) -> int:
     """Loading validates everything (schema, hashes, archive safety); nothing in the
     bundle is executed."""
     import datetime
@@ -303,7 +314,7 @@ def _log(msg: str) -> None:
 
 
 def _external_endpoint(url: str, model: str | None, api_key: str | None,
-                       headers: tuple[tuple[str, str], ...] = ()):
+                       headers: tuple[tuple[str, str], ...] = ()) -> AuthEndpoint:
     from fuzz.auth import AuthEndpoint
     from fuzz.runner import fetch_target_info
 
@@ -318,13 +329,13 @@ def _external_endpoint(url: str, model: str | None, api_key: str | None,
     return dataclasses.replace(endpoint, model=model)
 
 
-def _target_paths(args):
+def _target_paths(args: argparse.Namespace) -> TargetPaths:
     from fuzz.target.embedded import target_paths
 
     return target_paths(args.cache)
 
 
-def cmd_target(args) -> int:
+def cmd_target(args: argparse.Namespace) -> int:
     from fuzz.target import embedded, server
     from fuzz.target.server import ServerConfig, TargetError
 
@@ -346,7 +357,7 @@ def cmd_target(args) -> int:
     return 0 if st["state"] == "up" else 3
 
 
-def _run_config(args, out: Path, seed: int):
+def _run_config(args: argparse.Namespace, out: Path, seed: int) -> CampaignConfig:
     """The campaign settings: from the flags, or from the journal when resuming
     (so the seed stream, burst sizes and deadlines are the ones it started with)."""
     from fuzz.config import CampaignConfig, journaled_settings, resumed_config
@@ -402,7 +413,7 @@ def _check_noise(path: Path) -> None:
 def _graceful_stop(stop: threading.Event) -> dict[int, object]:
     """First ^C (or SIGTERM): finish the scenario in flight, write the report.
     Second ^C: cut it now (KeyboardInterrupt; the report is still written)."""
-    def handler(signum, frame) -> None:
+    def handler(signum: int, frame: object) -> None:
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
@@ -413,7 +424,21 @@ def _graceful_stop(stop: threading.Event) -> dict[int, object]:
     return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
 
 
-def cmd_run(args) -> int:
+def _warn_resume_overrides(args: argparse.Namespace, cfg: CampaignConfig) -> None:
+    """`--resume` keeps the campaign's seed and feature exclusions (the same scenarios
+    must come out); say so when the command line asked for others."""
+    if args.resume is None:
+        return
+    if args.seed is not None and args.seed != cfg.seed:
+        _log(f"vlfuzz: --seed {args.seed} ignored: resuming the campaign's own seed {cfg.seed}")
+    asked = tuple(args.exclude_feature or ())
+    if asked and asked != tuple(cfg.exclude_features):
+        kept = ", ".join(cfg.exclude_features) or "none"
+        _log(f"vlfuzz: --exclude-feature {' '.join(asked)} ignored: resuming with the "
+             f"campaign's own exclusions ({kept})")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
     from fuzz.auth import AuthEndpoint, redactor_for
     from fuzz.campaign import run_campaign
     from fuzz.progress import Progress
@@ -424,6 +449,7 @@ def cmd_run(args) -> int:
     out = args.resume or args.out or Path("reports") / time.strftime("run-%Y%m%d-%H%M%S")
     seed = args.seed if args.seed is not None else int(time.time()) % 1_000_000
     cfg = _run_config(args, out, seed)
+    _warn_resume_overrides(args, cfg)
     if cfg.workers > 1 or args.first_worker:
         return _run_workers(args, cfg, out)
     if args.endpoint and len(args.endpoint) > 1:
@@ -450,8 +476,6 @@ def cmd_run(args) -> int:
             return 2
         supervisor = EmbeddedSupervisor(paths, config, AuthEndpoint(state.base_url, state.model), log=_log)
     redact = redactor_for(supervisor.endpoint)
-    if args.resume is not None and args.seed is not None and args.seed != cfg.seed:
-        _log(f"vlfuzz: --seed {args.seed} ignored: resuming the campaign's own seed {cfg.seed}")
     _log(f"vlfuzz {__version__}: {'resuming' if cfg.resume else 'fuzzing'} "
          f"{supervisor.endpoint.base_url} for {cfg.duration_s:.0f}s in all, "
          f"seed {cfg.seed}, output in {out}")
@@ -472,7 +496,7 @@ def cmd_run(args) -> int:
     return 1 if summary.failures else 0
 
 
-def _run_workers(args, cfg, out: Path) -> int:
+def _run_workers(args: argparse.Namespace, cfg: CampaignConfig, out: Path) -> int:
     """`--workers N`: N campaign processes against the endpoints, round robin; this
     process keeps the merged reports and a status line current (see `fuzz.workers`)."""
     from fuzz.auth import redactor_for
@@ -502,7 +526,7 @@ def _run_workers(args, cfg, out: Path) -> int:
          f"{len(specs)} workers (#{specs[0].config.worker}-#{specs[-1].config.worker}) for "
          f"{cfg.duration_s:.0f}s each, seed {cfg.seed}, output in {out}")
 
-    def status(summary) -> None:
+    def status(summary: Summary) -> None:
         left = cfg.duration_s - summary.elapsed_s
         _log(redact.text(status_line(summary, summary.elapsed_s, left, cfg.max_disk_bytes)))
 
@@ -512,12 +536,19 @@ def _run_workers(args, cfg, out: Path) -> int:
     _log(f"report: {out / 'report.md'} (also {out / 'report.html'}, {out / 'summary.json'})")
     if all(code == EXIT_TARGET_UNAVAILABLE for code in codes):
         return 2
-    if any(code not in (0, EXIT_TARGET_UNAVAILABLE) for code in codes):
-        print(f"vlfuzz: worker exit codes {codes}", file=sys.stderr)
+    # A worker exits 0 (failures or not: the coordinator counts them) or 2 (target
+    # unavailable); anything else is a crash (1: an exception, negative: a signal).
+    crashed = [(spec.config.worker, code) for spec, code in zip(specs, codes)
+               if code not in (0, EXIT_TARGET_UNAVAILABLE)]
+    if crashed:
+        print("vlfuzz: worker(s) crashed: " + ", ".join(
+            f"#{w} exit code {c}" + (f" (signal {-c})" if c < 0 else "") for w, c in crashed)
+            + f"; the report covers what their journals recorded", file=sys.stderr)
+        return 2
     return 1 if summary.failures else 0
 
 
-def cmd_calibrate(args) -> int:
+def cmd_calibrate(args: argparse.Namespace) -> int:
     """`vlfuzz calibrate`: `fuzz.calibration` against an endpoint or the embedded target."""
     from fuzz.calibration import measure_variance, render_variance, write_json
     from fuzz.isolation import CalibrationError
@@ -557,10 +588,12 @@ def cmd_replay(args) -> int:
 
     server_log = args.server_log
     if args.endpoint:
-        endpoint = _external_endpoint(args.endpoint, args.model, None)
+        endpoint = _external_endpoint(args.endpoint, args.model, args.api_key, tuple(args.header))
     else:
         from fuzz.runner import Endpoint
 
+        if args.api_key or args.header:
+            print("vlfuzz: --api-key/--header only apply with --endpoint; ignored", file=sys.stderr)
         try:
             state = embedded.up(_target_paths(args), ServerConfig(), log=_log)
         except (TargetError, OSError) as e:

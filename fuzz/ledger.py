@@ -16,6 +16,8 @@ from fuzz.report import FailureStats, Summary
 
 PENDING = "pending"
 GENERATED = "generated"  # the origin of a fresh Hypothesis scenario (else: steering ops)
+# how a worker's failure record starts its `minimize` when another worker bundled it
+BUNDLED_ELSEWHERE = "not minimized here: another worker bundled it"
 
 
 def outcome_key(status: int | None, deadline: str | None) -> str:
@@ -104,6 +106,10 @@ def apply(s: Summary, r: Mapping[str, Any]) -> None:
         s.victim = {"spec": dict(r.get("spec") or {}), "alone": dict(r.get("alone") or {})}
     elif kind == "isolation" and r.get("event") == "off":
         s.isolation_note = str(r.get("reason", ""))
+    elif kind == "tokens":
+        scale = r.get("scale")
+        s.token_scale = dict(scale) if isinstance(scale, Mapping) else None
+        s.token_scale_measured = True
     elif kind == "finished":
         s.stopped_because = r.get("stopped_because", s.stopped_because)
 
@@ -155,18 +161,34 @@ def _apply_states(s: Summary, r: Mapping[str, Any], t: float) -> None:
     s.steered += origin != GENERATED
 
 
+def _bundled_here(r: Mapping[str, Any]) -> bool:
+    """A failure record of the worker that bundled the signature (new to it, and not
+    left to another worker's bundle)."""
+    return bool(r.get("new")) and not str(r.get("minimize") or "").startswith(BUNDLED_ELSEWHERE)
+
+
 def _apply_failure(s: Summary, r: Mapping[str, Any]) -> None:
-    sig = r["signature"]
+    """Count a failure. Across workers' journals (`fold_journals`) the first seen time
+    is the earliest of any worker, and the worker that bundled it (the earliest such,
+    should two have raced) gives its requests and minimization note."""
+    sig, t = r["signature"], float(r.get("t", 0.0))
+    minimize = r.get("minimize")
+    note = "" if minimize in (None, PENDING) else str(minimize)
     known = s.failures.get(sig)
     if known is not None:
         known.count += 1
+        if _bundled_here(r) and (known.minimize_note.startswith(BUNDLED_ELSEWHERE)
+                                 or t < known.first_seen_s):
+            known.requests_before = int(r.get("requests_before", 0))
+            known.minimize_note = note  # its own `minimized` record, if any, follows
+            if minimize == PENDING:
+                s.pending_minimizations.add(sig)
+        known.first_seen_s = min(known.first_seen_s, t)
         return
-    minimize = r.get("minimize")
     s.failures[sig] = FailureStats(
         kind=r["kind"], signature=sig, message=r.get("message", ""), count=1,
-        first_seen_s=float(r.get("t", 0.0)), requests_before=int(r.get("requests_before", 0)),
-        minimize_note="" if minimize in (None, PENDING) else str(minimize))
-    s.timeline.add_failure(float(r.get("t", 0.0)))
+        first_seen_s=t, requests_before=int(r.get("requests_before", 0)), minimize_note=note)
+    s.timeline.add_failure(t)
     if minimize == PENDING:
         s.pending_minimizations.add(sig)
 

@@ -35,6 +35,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--vlfuzz-server-log", type=Path, default=None, metavar="FILE",
                     help="the target's log file, followed during each replay (server-log "
                          "bundles cannot be judged without it)")
+    group.addoption("--vlfuzz-api-key", default=None, metavar="KEY",
+                    help="bearer token for the endpoint (default: $VLFUZZ_API_KEY); "
+                         "never written out")
+    group.addoption("--vlfuzz-header", action="append", default=[], metavar="NAME:VALUE",
+                    help="extra header sent with every request (repeatable); values are "
+                         "never written out")
+
+
+def _headers(config: pytest.Config) -> tuple[tuple[str, str], ...]:
+    from fuzz.redact import parse_header
+
+    try:
+        return tuple(parse_header(h) for h in config.getoption("vlfuzz_header"))
+    except ValueError as e:
+        raise pytest.UsageError(f"--vlfuzz-header: {e}") from None
+
+
+def _api_key(config: pytest.Config) -> str | None:
+    import os
+
+    return config.getoption("vlfuzz_api_key") or os.environ.get("VLFUZZ_API_KEY") or None
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -43,18 +64,21 @@ def pytest_configure(config: pytest.Config) -> None:
                                 "(the server to replay the bundles against)")
     if config.getoption("vlfuzz_runs") < 1:
         raise pytest.UsageError("--vlfuzz-runs must be >= 1")
+    _headers(config)  # a malformed header is a usage error before anything runs
 
 
 def replay_one(bundle_path: Path, *, endpoint_url: str, model: str | None,
-               runs: int, server_log: Path | None = None) -> ReplayResult:
-    """Replay one bundle against the live endpoint (replaceable in tests)."""
+               runs: int, server_log: Path | None = None, api_key: str | None = None,
+               headers: tuple[tuple[str, str], ...] = ()) -> ReplayResult:
+    """Replay one bundle against the live endpoint (replaceable in tests), sending
+    `api_key` as a bearer token and `headers` with every request."""
     import asyncio
 
+    from fuzz.auth import AuthEndpoint
     from fuzz.replay import replay_bundle
-    from fuzz.runner import Endpoint
 
-    return asyncio.run(replay_bundle(bundle_path, Endpoint(endpoint_url, model or ""),
-                                     runs=runs, server_log=server_log))
+    endpoint = AuthEndpoint(endpoint_url, model or "", api_key=api_key, extra_headers=headers)
+    return asyncio.run(replay_bundle(bundle_path, endpoint, runs=runs, server_log=server_log))
 
 
 class BundleItem(pytest.Item):
@@ -70,9 +94,15 @@ class BundleItem(pytest.Item):
         opt = self.config.getoption
         # Passed only when given, so a conftest's replacement written before the
         # option existed keeps working.
-        log = {"server_log": opt("vlfuzz_server_log")} if opt("vlfuzz_server_log") else {}
+        extra: dict[str, Any] = {}
+        if opt("vlfuzz_server_log"):
+            extra["server_log"] = opt("vlfuzz_server_log")
+        if _api_key(self.config):
+            extra["api_key"] = _api_key(self.config)
+        if _headers(self.config):
+            extra["headers"] = _headers(self.config)
         self.result = replay_one(self.bundle_path, endpoint_url=opt("vlfuzz_endpoint"),
-                                 model=opt("vlfuzz_model"), runs=opt("vlfuzz_runs"), **log)
+                                 model=opt("vlfuzz_model"), runs=opt("vlfuzz_runs"), **extra)
         if self.result.verdict.value == "ERROR":
             pytest.fail(self.result.line(), pytrace=False)  # in setup: reported as error
 

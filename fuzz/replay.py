@@ -6,7 +6,9 @@ verdict cannot be trusted (unloadable bundle, target down before the replay, a r
 that could not be judged). A false FIXED is the worst outcome for a regression corpus,
 so failures the ordinary oracles cannot see (isolation, interference, the server's
 log) are judged with their own machinery (`fuzz.replay_judges`), and a bundle that
-cannot be judged here is an ERROR, never FIXED.
+cannot be judged here is an ERROR, never FIXED. So is a run in which the target was
+lost (it died or wedged, or the bundle's own request got no whole answer) or refused
+the requests (401/403: not authorised), see `lost_run`.
 """
 
 from __future__ import annotations
@@ -73,11 +75,16 @@ async def check_health(endpoint: Any, timeout_s: float = HEALTH_TIMEOUT_S) -> st
     import aiohttp  # lazy: keeps the pytest plugin and bundle tools light
 
     base = endpoint.base_url.rstrip("/").removesuffix("/v1")
-    key = getattr(endpoint, "api_key", None)
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    if callable(getattr(endpoint, "headers", None)):  # api key and extra headers
+        headers = dict(endpoint.headers())
+    else:
+        key = getattr(endpoint, "api_key", None)
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as s:
             async with s.get(base + "/health", headers=headers) as resp:
+                if resp.status in REFUSED:
+                    return f"not authorised: GET /health answered {resp.status}"
                 return None if resp.status == 200 else f"GET /health answered {resp.status}"
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
         return f"GET /health failed: {type(e).__name__}" + (f": {e}" if str(e) else "")
@@ -86,15 +93,10 @@ async def check_health(endpoint: Any, timeout_s: float = HEALTH_TIMEOUT_S) -> st
 def _bundle_runner(bundle: Bundle, use_recorded: bool) -> RunFn:
     """The runner, sending each request under the deadlines the failure was recorded
     with (`fuzzer.request_deadlines`) unless the caller chose deadlines."""
+    from fuzz.replay_judges import recorded_deadlines
     from fuzz.runner import run_scenario
 
-    stored = bundle.fuzzer.get("request_deadlines")
-    own: dict[str, Deadlines] = {}
-    if use_recorded and isinstance(stored, dict):
-        try:
-            own = {str(k): Deadlines(**v) for k, v in stored.items()}
-        except TypeError:
-            own = {}
+    own = recorded_deadlines(bundle) if use_recorded else {}
     return functools.partial(run_scenario, request_deadlines=own) if own else run_scenario
 
 
@@ -106,11 +108,60 @@ def _with_bundle_model(endpoint: Any, bundle: Bundle) -> Any:
     return endpoint
 
 
+LOST_KINDS = frozenset({"target_dead", "target_wedged"})  # the probe after a run failed
+CUT_KINDS = frozenset({"transport", "hang"})  # a request got no whole answer
+REFUSED = frozenset({401, 403})
+
+
+def _refused(bundle: Bundle, trace: Trace) -> str | None:
+    """Why a run was refused by the target's authentication (None: it was not): a
+    request answered 401/403 that was not answered so when the failure was recorded."""
+    recorded = {rt.id: rt.status for rt in bundle.trace.requests}
+    rt = next((r for r in trace.requests
+               if r.status in REFUSED and recorded.get(r.id) not in REFUSED), None)
+    if rt is None:
+        return None
+    return (f"not authorised: request {rt.id} was answered HTTP {rt.status} "
+            "(replay with the target's API key / headers)")
+
+
+def lost_run(bundle: Bundle, trace: Trace, failures: Sequence[Failure]) -> str | None:
+    """Why a run that did not show the bundle's signature says nothing about it (None:
+    it does). The target died or wedged during the run (its state is checked before
+    the replay only), or the bundle's own request got no whole answer (connection
+    failed, a deadline cut it): the bug had no chance to show, so its absence is not a
+    fix. So is a run the target refused to serve (401/403: not authorised). Read from
+    the trace and from what the oracles reported, either being enough."""
+    refused = _refused(bundle, trace)
+    if refused:
+        return refused
+    probe = trace.probe_after
+    lost = next((f for f in failures if f.kind in LOST_KINDS), None)
+    if lost is not None:
+        how = "died" if lost.kind == "target_dead" else "wedged"
+        return f"the target {how} during the run ({lost.message})"
+    if probe is not None and probe.health_status != 200:
+        return (f"the target died during the run (/health: "
+                f"{probe.health_status or probe.health_error})")
+    if probe is not None and probe.canary_ok is False:
+        return f"the target wedged during the run (canary failed: {probe.canary_error})"
+    rid = bundle.failure.request_id
+    if rid is None:
+        return None
+    rt = next((r for r in trace.requests if r.id == rid), None)
+    if rt is not None and not rt.disconnected and (rt.error or rt.deadline):
+        why = rt.error or f"cut by the {rt.deadline} deadline"
+        return f"the bundle's request {rid} got no whole answer ({why})"
+    cut = next((f for f in failures if f.kind in CUT_KINDS and f.request_id == rid), None)
+    return f"the bundle's request {rid} got no whole answer ({cut.message})" if cut else None
+
+
 async def _ordinary_runs(bundle: Bundle, endpoint: Any, *, runs: int, deadlines: Deadlines,
                          run: RunFn, check: CheckFn,
                          unjudged: Callable[[Trace], str | None] | None = None) -> Tally:
-    """`runs` runs judged by the ordinary oracles (a run that raises ends them);
-    `unjudged` says why a run without the signature tells nothing (None: it does)."""
+    """`runs` runs judged by the ordinary oracles (a run that raises ends them). A run
+    without the signature tells nothing when the target was lost in it (`lost_run`)
+    or, for `unjudged` (None: it does), when that says why."""
     from fuzz.replay_judges import Tally
 
     observed: list[str] = []
@@ -119,14 +170,17 @@ async def _ordinary_runs(bundle: Bundle, endpoint: Any, *, runs: int, deadlines:
     for i in range(runs):
         try:
             trace = await run(endpoint, bundle.scenario, deadlines)
-            sigs = [f.signature for f in check(bundle.scenario, trace)]
+            failures = check(bundle.scenario, trace)
         except Exception as e:  # noqa: BLE001 - a broken run is a verdict, not a crash
             return Tally(done, failing, tuple(observed), tuple(skipped),
                          error=f"run {i + 1} raised {type(e).__name__}: {e}")
+        sigs = [f.signature for f in failures]
         done += 1
         failing += bundle.signature in sigs
         observed += [s for s in sigs if s not in observed]
-        why = unjudged(trace) if unjudged and bundle.signature not in sigs else None
+        why = None
+        if bundle.signature not in sigs:
+            why = lost_run(bundle, trace, failures) or (unjudged(trace) if unjudged else None)
         skipped += [f"run {i + 1}: {why}"] if why else []
     return Tally(done, failing, tuple(observed), tuple(skipped))
 
@@ -153,12 +207,14 @@ def verdict_of(tally: Tally, signature: str) -> tuple[Verdict, str]:
 async def replay_bundle(bundle: Bundle | Path, endpoint: Any, *, runs: int = 3,
                         deadlines: Deadlines | None = None, run: RunFn | None = None,
                         check: CheckFn | None = None, health: HealthFn | None = None,
-                        server_log: Path | None = None) -> ReplayResult:
+                        server_log: Path | None = None,
+                        log_settle_s: float | None = None) -> ReplayResult:
     """Replay `bundle` (or the bundle at a path) `runs` times and give the verdict.
 
     Deadlines default to the ones the failure was recorded with, so a hang replays
     against the same limit. `server_log` is the target's log file, followed around
-    every run (a `server_log_error` bundle cannot be judged without it). Isolation and
+    every run (a `server_log_error` bundle cannot be judged without it) until it has
+    been quiet for `log_settle_s` (default `LogFollowingRun`'s). Isolation and
     interference bundles are judged by their own oracle (`fuzz.replay_judges`), which
     sends through the runner itself. `run`, `check` and `health` are injectable for
     tests."""
@@ -193,12 +249,15 @@ async def replay_bundle(bundle: Bundle | Path, endpoint: Any, *, runs: int = 3,
     problem = await (health or check_health)(endpoint)
     if problem:
         return result(Verdict.ERROR, f"target not healthy before replay: {problem}", signature=sig)
+    chosen = deadlines is not None  # the caller's deadlines apply to every request
     deadlines = deadlines or bundle.trace.deadlines
     own = own_judge(bundle.failure.kind)
     if own is not None:
-        tally = await own(bundle, endpoint, runs=runs, deadlines=deadlines, check=check)
+        tally = await own(bundle, endpoint, runs=runs, deadlines=deadlines, check=check,
+                          request_deadlines={} if chosen else None)
     else:
-        followed = LogFollowingRun(run, server_log) if server_log is not None else None
+        settle = {} if log_settle_s is None else {"settle_s": log_settle_s}
+        followed = LogFollowingRun(run, server_log, **settle) if server_log is not None else None
         of_log = bundle.failure.kind == SERVER_LOG_KIND
         tally = await _ordinary_runs(bundle, endpoint, runs=runs, deadlines=deadlines,
                                      run=followed or run, check=check,

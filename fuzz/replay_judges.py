@@ -55,7 +55,9 @@ ORDINARY_KINDS = frozenset({
     "oracle_error", SERVER_LOG_KIND})
 OWN_KINDS = ISOLATION_KINDS | INTERFERENCE_KINDS
 ALONE_LATENCY_RUNS = 3  # timed alone runs of a victim (after one warm-up)
-LOG_SETTLE_S = 0.3  # a line logged as the last answer went out is still on its way
+LOG_SETTLE_S = 0.5  # the log must stay this long without growing before it is judged
+LOG_SETTLE_CAP_S = 5.0  # ...but a log that never stops growing is judged after this long
+LOG_POLL_S = 0.05
 NEEDS_LOG = ("needs the server log to be judged: replay with --server-log FILE (the file "
              "the target writes its log to)")
 
@@ -93,6 +95,19 @@ def _why(rt: RequestTrace | None) -> str:
     return f"HTTP {rt.status}"
 
 
+def recorded_deadlines(bundle: Bundle) -> dict[str, Deadlines]:
+    """The per-request deadlines the failure was recorded with
+    (`fuzzer.request_deadlines`), so a replay sends each request under the same limits;
+    {} when the bundle records none (or none readable)."""
+    stored = bundle.fuzzer.get("request_deadlines")
+    if not isinstance(stored, Mapping):
+        return {}
+    try:
+        return {str(k): Deadlines(**v) for k, v in stored.items()}
+    except TypeError:
+        return {}
+
+
 def _trace_of(trace: Trace, request_id: str) -> RequestTrace | None:
     try:
         return trace.request(request_id)
@@ -106,18 +121,48 @@ class LogFollowingRun:
     """A run function that follows the target's log around each run, so the trace
     carries what the server logged meanwhile (`Trace.server_log`), as the campaign's
     harness does; `lines` counts every line read (a log that never grows is not the
-    target's)."""
+    target's).
 
-    def __init__(self, run: RunFn, log_file: Path, settle_s: float = LOG_SETTLE_S) -> None:
-        self.run, self.follower, self.settle_s = run, LogFollower(log_file), settle_s
+    After the last answer the log is read until it has not grown for `settle_s`, for
+    at most `settle_cap_s`. Why: the server writes a traceback after (often well
+    after, when it is busy) the answer went out, so a fixed wait would miss a late
+    line and call a still-failing bundle FIXED; waiting for quiet follows a slow
+    server, and the cap keeps a log that never stops growing (other clients, debug
+    logging) from stalling the replay."""
+
+    def __init__(self, run: RunFn, log_file: Path, settle_s: float = LOG_SETTLE_S,
+                 settle_cap_s: float = LOG_SETTLE_CAP_S) -> None:
+        if settle_s < 0 or settle_cap_s < settle_s:
+            raise ValueError("need 0 <= settle_s <= settle_cap_s")
+        self.run, self.follower = run, LogFollower(log_file)
+        self.log_file, self.settle_s, self.settle_cap_s = Path(log_file), settle_s, settle_cap_s
         self.lines = 0
+
+    def _size(self) -> int:
+        try:
+            return self.log_file.stat().st_size
+        except OSError:
+            return -1
+
+    async def _read_until_quiet(self) -> list[str]:
+        """Every line appended until the log was quiet for `settle_s` (or the cap)."""
+        loop = asyncio.get_running_loop()
+        lines = self.follower.read_new()
+        size = self._size()
+        start = quiet_since = loop.time()
+        while (now := loop.time()) - quiet_since < self.settle_s \
+                and now - start < self.settle_cap_s:
+            await asyncio.sleep(LOG_POLL_S)
+            new, grown = self.follower.read_new(), self._size()
+            if new or grown != size:  # a partial line is growth too
+                lines += new
+                size, quiet_since = grown, loop.time()
+        return lines + self.follower.read_new()
 
     async def __call__(self, endpoint: Any, scenario: Scenario, deadlines: Deadlines) -> Trace:
         self.follower.skip_to_end()
         trace = await self.run(endpoint, scenario, deadlines)
-        lines = self.follower.read_new()
-        await asyncio.sleep(self.settle_s)
-        lines += self.follower.read_new()
+        lines = await self._read_until_quiet()
         self.lines += len(lines)
         return replace(trace, server_log=excerpt(lines))
 
@@ -166,9 +211,12 @@ def _unjudged_isolation(scenario: Scenario, trace: Trace, failure: Failure,
 
 
 async def replay_isolation(bundle: Bundle, endpoint: Any, *, runs: int, deadlines: Deadlines,
-                           check: CheckFn) -> Tally:
+                           check: CheckFn,
+                           request_deadlines: Mapping[str, Deadlines] | None = None) -> Tally:
     """`runs` runs of the scenario judged by the isolation oracle against the subjects'
-    alone answers, measured afresh, under the bundle's noise model."""
+    alone answers, measured afresh, under the bundle's noise model. Every request is
+    sent under `deadlines` (`isolation_replay` takes no per-request ones), so
+    `request_deadlines` is accepted for a uniform judge signature only."""
     failure, scenario, sig = bundle.failure, bundle.scenario, bundle.signature
     judged: JudgedBy = judged_by(failure)
     ids = {r.id for r in scenario.requests}
@@ -235,14 +283,18 @@ def latency_note(metric: str, alone: Sequence[LatencySample], observed: Sequence
 
 
 async def replay_interference(bundle: Bundle, endpoint: Any, *, runs: int,
-                              deadlines: Deadlines, check: CheckFn) -> Tally:
+                              deadlines: Deadlines, check: CheckFn,
+                              request_deadlines: Mapping[str, Deadlines] | None = None) -> Tally:
     """`runs` runs of the scenario, the victim's latency in each judged by the recorded
     rule against its alone latency measured afresh (before, and again after a run that
-    broke the rule)."""
+    broke the rule). Each request is sent under `request_deadlines` where it names it
+    (None: the ones the bundle recorded, `recorded_deadlines`), else `deadlines`."""
     failure, scenario, sig = bundle.failure, bundle.scenario, bundle.signature
     rid = failure.request_id
     if rid is None or rid not in {r.id for r in scenario.requests}:
         return Tally(error=f"the bundle's scenario lacks the victim request ({rid})")
+    own = dict(recorded_deadlines(bundle) if request_deadlines is None else request_deadlines)
+    victim_deadlines = own.get(rid, deadlines)
     judged = judged_by(failure)
     rule = judged.rule
     if rule is None:
@@ -250,7 +302,7 @@ async def replay_interference(bundle: Bundle, endpoint: Any, *, runs: int,
     spec = scenario.request(rid)
     try:
         before = await calibrate_latency(endpoint, scenario, rid, runs=ALONE_LATENCY_RUNS,
-                                         warmup=1, deadlines=deadlines)
+                                         warmup=1, deadlines=victim_deadlines)
     except CalibrationError as e:
         return Tally(error=f"cannot measure the victim alone: {e}")
     victims = {before.key: before}
@@ -261,7 +313,8 @@ async def replay_interference(bundle: Bundle, endpoint: Any, *, runs: int,
     done = 0
     for i in range(runs):
         try:
-            trace = await run_scenario(endpoint, scenario, deadlines, probe=False, metrics=False)
+            trace = await run_scenario(endpoint, scenario, deadlines, probe=False, metrics=False,
+                                       request_deadlines=own)
             others = check(scenario, trace)
         except Exception as e:  # noqa: BLE001 - a broken run is a verdict, not a crash
             return Tally(done, len(slowed), tuple(observed), tuple(unjudged),
@@ -288,7 +341,7 @@ async def replay_interference(bundle: Bundle, endpoint: Any, *, runs: int,
     if slowed:
         try:
             after = await calibrate_latency(endpoint, scenario, rid, runs=ALONE_LATENCY_RUNS,
-                                            warmup=0, deadlines=deadlines)
+                                            warmup=0, deadlines=victim_deadlines)
         except CalibrationError as e:
             return Tally(done, 0, tuple(observed), tuple(unjudged),
                          f"the victim was slowed, then failed alone: {e}", note)

@@ -74,6 +74,11 @@ class Summary:
     noise: dict[str, Any] = field(default_factory=dict)
     victim: dict[str, Any] = field(default_factory=dict)
     isolation_note: str = ""
+    # the last `tokens` record: the scale measured through /tokenize (its JSON), None
+    # when the target had none; `token_scale_measured` False until a record was seen.
+    # `--resume` reuses it so the same seed draws the same scenarios.
+    token_scale: dict[str, Any] | None = None
+    token_scale_measured: bool = False
 
     @property
     def requests_per_s(self) -> float:

@@ -164,16 +164,16 @@ class Triage:
     def handle(self, index: int, scenario: Scenario, trace: Trace, failures: list[Failure],
                deadlines: Mapping[str, Deadlines]) -> None:
         """Count each unique failure; bundle the new ones; minimize the primary one."""
-        known = self.host.summary.failures
+        known = self.host.summary.failures  # by redacted signature, as journaled
         distinct = unique(failures)
-        primary = primary_failure([f for f in distinct if f.signature not in known])
+        primary = primary_failure([f for f in distinct if self.key(f) not in known])
         for failure in distinct:
-            new = failure.signature not in known
-            elsewhere = self.host.bundled_elsewhere(failure.signature) if new else None
+            new = self.key(failure) not in known
+            elsewhere = self.host.bundled_elsewhere(self.key(failure)) if new else None
             decision = (minimize_decision(failure, primary, enabled=self.config.minimize,
                                           time_left_s=self.host.time_left()) if new else None)
             if elsewhere is not None:
-                decision = f"not minimized here: another worker bundled it ({elsewhere})"
+                decision = f"{ledger.BUNDLED_ELSEWHERE} ({elsewhere})"
             self.host.record(ledger.failure_record(index, self.host.now(), failure, new=new,
                                                    requests=len(scenario.requests),
                                                    minimize=decision))
@@ -185,21 +185,29 @@ class Triage:
             if decision == ledger.PENDING:
                 self.minimize(scenario, failure, deadlines)
 
+    def key(self, failure: Failure) -> str:
+        """The signature `failure` is journaled, counted and bundled under: redacted (a
+        server may echo a secret into an error message that the signature quotes).
+        Replays keep comparing the unredacted one, as the oracles see it."""
+        return self.redact.text(failure.signature)
+
     def finish_pending(self) -> None:
         """Minimize failures a previous session journaled as new but never minimized."""
         summary = self.host.summary
         for sig in sorted(summary.pending_minimizations):
             if self.host.stopping():
                 return
-            stats = summary.failures[sig]
+            stats = summary.failures.get(sig)
             try:
+                if stats is None:
+                    raise ValueError("the journal has no failure record for it")
                 if stats.bundle is None:
                     raise ValueError("its bundle was never written")
                 bundle = load_bundle(Path(stats.bundle))
             except Exception as e:  # a damaged bundle must not stop the campaign
                 self.host.record({"type": "minimized", "signature": sig,
                                   "t": round(self.host.now(), 3),
-                                  "requests_before": stats.requests_before,
+                                  "requests_before": stats.requests_before if stats else 0,
                                   "requests_after": None, "reproduced": None,
                                   "note": f"not minimized after resume: {e}"})
                 continue
@@ -282,8 +290,8 @@ class Triage:
         ids = {r.id for r in scenario.requests}
         extra: dict[str, Any] = {"request_deadlines": {k: d.to_json() for k, d in
                                                        sorted(deadlines.items()) if k in ids}}
-        if minimizer:
-            extra["minimizer"] = minimizer
+        if minimizer:  # its drift names the signatures replays saw: redacted too
+            extra["minimizer"] = self.redact(minimizer)
         bundle = Bundle(scenario=scenario, failure=failure, trace=trace, reproduced=reproduced,
                         target=self.redact(self.host.target_evidence()),
                         fuzzer=fuzzer_info(self.config.seed, **extra),
@@ -298,5 +306,7 @@ class Triage:
             return None
         self.host.record({"type": "bundle", "signature": failure.signature, "path": str(path),
                           "requests": len(scenario.requests), "reproduced": list(reproduced)})
-        self.host.emit(BundleWritten(path, self.host.summary.failures[failure.signature]))
+        stats = self.host.summary.failures.get(failure.signature)  # the record's signature
+        if stats is not None:
+            self.host.emit(BundleWritten(path, stats))
         return path

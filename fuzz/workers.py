@@ -167,7 +167,11 @@ def run_workers(specs: Sequence[WorkerSpec], *, out_dir: Path, seed: int, endpoi
         while any(p.exitcode is None for p in procs):
             multiprocessing.connection.wait([p.sentinel for p in procs if p.exitcode is None],
                                             timeout=every_s)
-            on_status(_report(out_dir, seed, endpoint, redact, cap))
+            try:
+                on_status(_report(out_dir, seed, endpoint, redact, cap))
+            except OSError as e:  # a shared folder hiccup must not orphan the workers
+                print(f"vlfuzz: could not write the interim report ({e}); still running",
+                      file=sys.stderr)
     finally:
         restore()
         for p in procs:

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import socket
 import struct
 import threading
@@ -87,8 +88,10 @@ class FaultServer:
 
     def __init__(self, *, health: str = "ok", canary: str = "ok", hang_s: float = 10.0,
                  model: str = "fault-model", metrics: bool = False,
-                 kv_idle: float = 0.0) -> None:
+                 kv_idle: float = 0.0, chars_per_token: float | None = None) -> None:
         self.health, self.canary, self.hang_s, self.model = health, canary, hang_s, model
+        # with chars_per_token: a vLLM-like /tokenize counting that many characters a token
+        self.chars_per_token, self.tokenize_calls = chars_per_token, 0
         self.metrics, self.kv_idle = metrics, kv_idle
         self.in_flight, self.leaked, self.metrics_reads = 0, 0, 0
         self.arrivals: list[tuple[str, float]] = []
@@ -113,6 +116,8 @@ class FaultServer:
         app.router.add_post("/v1/chat/completions", self._counted_chat)
         if self.metrics:
             app.router.add_get("/metrics", self._metrics)
+        if self.chars_per_token is not None:
+            app.router.add_post("/tokenize", self._tokenize)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5, handler_cancellation=True,
                                      access_log=None)
         await self._runner.setup()
@@ -234,6 +239,13 @@ class FaultServer:
     async def _models(self, request: web.Request) -> web.StreamResponse:
         return web.json_response({"object": "list", "data": [
             {"id": self.model, "object": "model", "max_model_len": 8192}]})
+
+    async def _tokenize(self, request: web.Request) -> web.StreamResponse:
+        assert self.chars_per_token is not None
+        self.tokenize_calls += 1
+        prompt = str((await request.json()).get("prompt", ""))
+        count = max(1, math.ceil(len(prompt) / self.chars_per_token))
+        return web.json_response({"count": count, "max_model_len": 4096})
 
     async def _metrics(self, request: web.Request) -> web.StreamResponse:
         self.metrics_reads += 1

@@ -313,6 +313,35 @@ def test_a_slowdown_replay_says_what_it_compared(bundles: dict[str, Path]) -> No
     assert "(limit 5x; recorded" in result.message
 
 
+def test_a_slowdown_replay_sends_under_the_recorded_deadlines(
+        bundles: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each request goes out under the per-request deadlines the failure was recorded
+    with, as an ordinary replay's do (they used to be dropped); deadlines the caller
+    chose apply to every request instead."""
+    import fuzz.replay_judges as judges
+
+    bundle = load_bundle(bundles["interference_slowdown"])
+    victim = bundle.failure.request_id
+    mine = Deadlines(first_byte_s=11.0, stall_s=12.0, total_s=31.0)
+    bundle = replace(bundle, fuzzer={**bundle.fuzzer,
+                                     "request_deadlines": {victim: mine.to_json()}})
+    sent: list[Any] = []
+
+    async def spy(*args: Any, **kw: Any) -> Trace:
+        sent.append(kw.get("request_deadlines"))
+        return await run_scenario(*args, **kw)
+
+    monkeypatch.setattr(judges, "run_scenario", spy)
+    with IsolationServer("stall") as server:
+        result = asyncio.run(replay_bundle(bundle, Endpoint(server.base_url, ""), runs=1))
+        assert result.verdict is Verdict.STILL_FAILING, result.message
+        assert sent == [{victim: mine}]
+        sent.clear()
+        asyncio.run(replay_bundle(bundle, Endpoint(server.base_url, ""), runs=1,
+                                  deadlines=FAST))
+    assert sent == [{}]
+
+
 def test_an_isolation_bundle_without_logprobs_served_is_an_error(
         bundles: dict[str, Path]) -> None:
     for kind in ("isolation_divergence", "cross_request_leak"):

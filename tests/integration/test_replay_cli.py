@@ -31,6 +31,20 @@ def test_committed_bundle_still_fails_on_the_real_target(real_target, tmp_path):
     assert [len(c.findall("failure")) for c in cases] == [1]
 
 
+# The regression set's vLLM bugs that leave the server alive, replayed on every CI run
+# (the engine-killing one costs a restart, ~2 min, and is replayed by hand).
+SURVIVABLE = sorted(p for p in (REPO / "corpora" / "bundles").iterdir()
+                    if (p / "bundle.json").exists()
+                    and load_bundle(p).failure.kind not in ("target_dead", "target_wedged"))
+
+
+def test_every_survivable_corpus_bundle_still_fails_on_the_real_target(real_target):
+    assert len(SURVIVABLE) >= 3
+    proc = _replay(*map(str, SURVIVABLE), "--endpoint", real_target.base_url, "--runs", "2")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stdout.count("STILL FAILING") == len(SURVIVABLE), proc.stdout
+
+
 def test_a_fixed_bundle_replays_as_fixed(real_target, tmp_path):
     old = load_bundle(TOOL_BUNDLE)
     body = {"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 4}

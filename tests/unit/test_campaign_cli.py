@@ -110,3 +110,25 @@ def test_excluded_features_are_checked_up_front_and_survive_resume(tmp_path: Pat
     with Journal(journal_path(tmp_path)) as j:
         j.append({"type": "started", "settings": json.loads(json.dumps(first.settings_json()))})
     assert config(tmp_path, "--resume", str(tmp_path)).exclude_features == first.exclude_features
+
+
+def test_resume_warns_that_its_own_seed_and_exclusions_win(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from fuzz.cli import _warn_resume_overrides
+    from fuzz.journal import Journal
+    from fuzz.layout import journal_path
+
+    first = config(tmp_path, "--exclude-feature", "sampling:seed")
+    with Journal(journal_path(tmp_path)) as j:
+        j.append({"type": "started", "settings": json.loads(json.dumps(first.settings_json()))})
+
+    def warnings(*flags: str) -> str:
+        args = build_parser().parse_args(["run", "--resume", str(tmp_path), *flags])
+        _warn_resume_overrides(args, _run_config(args, tmp_path, seed=1))
+        return capsys.readouterr().out
+
+    out = warnings("--exclude-feature", "image:seed")
+    assert "--exclude-feature image:seed ignored" in out and "(sampling:seed)" in out
+    assert warnings("--exclude-feature", "sampling:seed") == "", "the same exclusions: no warning"
+    assert warnings() == ""
+    assert "--seed 99 ignored" in warnings("--seed", "99")

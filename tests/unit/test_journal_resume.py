@@ -102,3 +102,31 @@ def test_workers_journals_fold_into_one_summary() -> None:
     s = ledger.fold_journals(journals, Summary(seed=1, endpoint="x"))
     assert s.stopped_because == "worker 0: duration reached; worker 1: interrupted"
     assert not s.pending_minimizations
+
+
+def test_a_failure_seen_by_two_workers_keeps_the_earliest_time_and_the_bundlers_note() -> None:
+    fail = Failure(kind="server_error", signature="server_error|500|boom", message="boom")
+
+    def journal(t: float, requests: int, minimize: str, extra: list[dict]) -> list[dict]:
+        return [{"type": "started", "target": {"model": "m"}, "t": 0.0},
+                ledger.failure_record(0, t, fail, new=True, requests=requests, minimize=minimize),
+                *extra]
+
+    bundler = journal(3.0, 4, ledger.PENDING,
+                      [{"type": "bundle", "signature": fail.signature, "path": "/b/x"},
+                       {"type": "minimized", "signature": fail.signature, "t": 8.0,
+                        "requests_after": 1, "reproduced": "3/3", "note": "shrunk to 1"}])
+    other = journal(5.0, 2, f"{ledger.BUNDLED_ELSEWHERE} (/b/x)", [])
+    for journals in ({0: other, 1: bundler}, {0: bundler, 1: other}):
+        s = ledger.fold_journals(journals, Summary(seed=1, endpoint="x"))
+        stats = s.failures[fail.signature]
+        assert (stats.count, stats.first_seen_s, stats.requests_before) == (2, 3.0, 4), journals
+        assert (stats.minimize_note, stats.bundle, stats.requests_after) == ("shrunk to 1", "/b/x", 1)
+        assert not s.pending_minimizations
+    # the worker that did not bundle saw it first (its bundle check raced): earliest time
+    # still wins, the note stays the bundler's
+    early_other = journal(1.0, 2, f"{ledger.BUNDLED_ELSEWHERE} (/b/x)", [])
+    for journals in ({0: early_other, 1: bundler}, {0: bundler, 1: early_other}):
+        stats = ledger.fold_journals(journals, Summary(seed=1, endpoint="x")).failures[fail.signature]
+        assert (stats.first_seen_s, stats.requests_before, stats.minimize_note) == \
+            (1.0, 4, "shrunk to 1")

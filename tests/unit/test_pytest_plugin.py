@@ -194,3 +194,71 @@ def test_a_real_server_log_bundle_without_the_log_is_an_error(tmp_path: Path) ->
                                                           kind="server_log_error")), tmp_path)
     result = replay_one(folder, endpoint_url="http://127.0.0.1:9", model=None, runs=1)
     assert result.verdict is Verdict.ERROR and "needs the server log" in result.message
+
+
+AUTH_CONFTEST = '''
+import fuzz.pytest_plugin as plugin
+from fuzz.replay import ReplayResult, Verdict
+
+def fake_replay(bundle_path, *, endpoint_url, model, runs, api_key=None, headers=()):
+    verdict = Verdict.FIXED if api_key == "k-123" and headers == (("X-Team", "blue"),) \\
+        else Verdict.ERROR
+    return ReplayResult(bundle_path, verdict, runs, 0, (), "not authorised", 0.0,
+                        bundle_path.name)
+
+_real = plugin.replay_one
+
+def pytest_configure(config):
+    plugin.replay_one = fake_replay
+
+def pytest_unconfigure(config):
+    plugin.replay_one = _real
+'''
+
+
+def test_the_credentials_reach_the_replay(pytester: pytest.Pytester,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """--vlfuzz-api-key (default $VLFUZZ_API_KEY) and --vlfuzz-header reach each replay;
+    a malformed header is a usage error."""
+    pytester.makeconftest(AUTH_CONFTEST)
+    write_bundle(_bundle("fixed|500|a"), pytester.path / "bundles")
+    monkeypatch.delenv("VLFUZZ_API_KEY", raising=False)
+    _run(pytester, "--vlfuzz-bundles", "bundles", "--vlfuzz-api-key", "k-123",
+         "--vlfuzz-header", "X-Team: blue").assert_outcomes(passed=1)
+    _run(pytester, "--vlfuzz-bundles", "bundles").assert_outcomes(errors=1)
+    monkeypatch.setenv("VLFUZZ_API_KEY", "k-123")
+    _run(pytester, "--vlfuzz-bundles", "bundles",
+         "--vlfuzz-header", "X-Team:blue").assert_outcomes(passed=1)
+    result = _run(pytester, "--vlfuzz-bundles", "bundles", "--vlfuzz-header", "no-colon")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+
+
+def test_a_real_replay_authenticates_and_unauthorised_is_an_error(tmp_path: Path) -> None:
+    """The real `replay_one` against a target behind a bearer token: with the key and
+    header the bug is still seen; without them the 401s make an ERROR, not a pass."""
+    import asyncio
+
+    from faults import fault_body
+    from guarded_server import KEY, TEAM, Guarded
+
+    from fuzz.auth import AuthEndpoint
+    from fuzz.oracles import check
+    from fuzz.pytest_plugin import replay_one
+    from fuzz.replay import Verdict
+    from fuzz.runner import run_scenario
+
+    scenario = Scenario((RequestSpec("r0", fault_body("error", status=500, message="boom")),))
+    with Guarded() as server:
+        endpoint = AuthEndpoint(server.base_url, "fault-model", api_key=KEY,
+                                extra_headers=(TEAM,))
+        trace = asyncio.run(run_scenario(endpoint, scenario, Deadlines(3, 3, 5),
+                                         probe=False, metrics=False))
+        failure = check(scenario, trace)[0]
+        folder = write_bundle(Bundle(scenario, failure, trace, (1, 1),
+                                     {"model_id": "fault-model"}, fuzzer_info(0), 1), tmp_path)
+        ok = replay_one(folder, endpoint_url=server.base_url, model=None, runs=1,
+                        api_key=KEY, headers=(TEAM,))
+        refused = replay_one(folder, endpoint_url=server.base_url, model=None, runs=1)
+    assert ok.verdict is Verdict.STILL_FAILING, ok.line()
+    assert refused.verdict is Verdict.ERROR and "not authorised" in refused.message
+    assert KEY not in refused.line() + ok.line()

@@ -200,9 +200,8 @@ def test_triage_is_shown_and_recorded_deadlines_are_used() -> None:
     assert _bundle_runner(bundle, use_recorded=False) is run_scenario
 
 
-def test_round_trip_against_in_process_servers(tmp_path: Path) -> None:
-    """write -> validate -> load -> replay with the real runner and oracles: STILL
-    FAILING against the buggy server, FIXED once fixed, ERROR when it is down."""
+def _tool_call_bundle(out: Path) -> Path:
+    """A real `tool_call_invalid` bundle of request r0, recorded on a buggy Target."""
     from faults import fault_body
     from fixable_server import Target
 
@@ -216,8 +215,21 @@ def test_round_trip_against_in_process_servers(tmp_path: Path) -> None:
         trace = asyncio.run(run_scenario(Endpoint(server.base_url, "fault-model"), scenario,
                                          Deadlines(3, 3, 5), settle_cap_s=0.2))
     failure = next(f for f in check(scenario, trace) if f.kind == "tool_call_invalid")
-    write_bundle(Bundle(scenario, failure, trace, (1, 1), {"model_id": "fault-model"},
-                        fuzzer_info(0), 1), tmp_path / "bundles")
+    return write_bundle(Bundle(scenario, failure, trace, (1, 1), {"model_id": "fault-model"},
+                               fuzzer_info(0), 1), out)
+
+
+FIXED_TOOL_CALL = {"fault": "ok", "tool_calls": [["f", "{}"]]}
+
+
+def test_round_trip_against_in_process_servers(tmp_path: Path) -> None:
+    """write -> validate -> load -> replay with the real runner and oracles: STILL
+    FAILING against the buggy server, FIXED once fixed, ERROR when it is down."""
+    from fixable_server import Target
+
+    from fuzz.runner import Endpoint
+
+    _tool_call_bundle(tmp_path / "bundles")
     junit = tmp_path / "junit.xml"
 
     def replay_against(url: str) -> tuple[int, list[str]]:
@@ -230,7 +242,7 @@ def test_round_trip_against_in_process_servers(tmp_path: Path) -> None:
         code, lines = replay_against(server.base_url)
     assert code == 1 and lines[0].startswith("STILL FAILING 2/2  tool_call_invalid|200|")
     assert ET.parse(junit).getroot().find("testsuite").get("failures") == "1"
-    with Target(fixed={"fault": "ok", "tool_calls": [["f", "{}"]]}) as server:
+    with Target(fixed=FIXED_TOOL_CALL) as server:
         code, lines = replay_against(server.base_url)
     assert code == 0 and lines[0].startswith("FIXED         0/2")
     with socket.socket() as s:
@@ -239,6 +251,81 @@ def test_round_trip_against_in_process_servers(tmp_path: Path) -> None:
     code, lines = replay_against(f"http://127.0.0.1:{port}")
     assert code == 2 and lines[0].startswith("ERROR") and "health" in lines[0]
     assert ET.parse(junit).getroot().find("testsuite").get("errors") == "1"
+
+
+@pytest.mark.parametrize("lost, reason", [
+    ("dies", "the target died during the run"),
+    ("wedges", "the target wedged during the run"),
+    ("hangs", "the bundle's request r0 got no whole answer (cut by the first_byte deadline)"),
+    ("resets", "the bundle's request r0 got no whole answer ("),
+])
+def test_a_target_lost_during_the_replay_is_an_error_not_fixed(tmp_path: Path, lost: str,
+                                                               reason: str) -> None:
+    """Healthy before the replay, then lost on the bundle's own request: the bug had no
+    chance to show, so its absence is no fix (it used to say FIXED)."""
+    from fixable_server import Target
+
+    from fuzz.runner import Endpoint
+
+    class Loses(Target):
+        async def _chat(self, request):  # type: ignore[no-untyped-def]
+            try:
+                return await super()._chat(request)
+            finally:
+                if lost == "dies":
+                    self.health, self.canary = "dead", "error"
+                elif lost == "wedges":
+                    self.canary = "error"
+
+    folder = _tool_call_bundle(tmp_path / "bundles")
+    fixed = {"hangs": {"fault": "hang"}, "resets": {"fault": "reset_early"}}.get(
+        lost, FIXED_TOOL_CALL)
+    with Loses(fixed=fixed, fixed_for=1) as server:  # the canary after gets its own answer
+        r = asyncio.run(replay_bundle(folder, Endpoint(server.base_url, ""), runs=1,
+                                      deadlines=Deadlines(0.5, 0.5, 1.0)))
+    assert r.verdict is Verdict.ERROR, r.line()
+    assert r.message.startswith(f"1 of 1 runs could not be judged: run 1: {reason}"), r.message
+
+
+def test_replay_authenticates_and_a_refused_replay_is_an_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`vlfuzz replay --api-key --header` reaches a target behind a bearer token (the
+    secrets never printed); without them every request is answered 401, and that says
+    nothing about the bug: ERROR, not authorised (it used to say FIXED)."""
+    from guarded_server import KEY, TEAM, Guarded
+
+    from fuzz.auth import AuthEndpoint
+    from fuzz.cli import main
+
+    folder = _tool_call_bundle(tmp_path / "bundles")
+    monkeypatch.delenv("VLFUZZ_API_KEY", raising=False)
+    printed: list[str] = []
+    with Guarded() as server:
+        url = server.base_url
+        code = main(["replay", str(folder), "--endpoint", url, "--runs", "1",
+                     "--api-key", KEY, "--header", f"{TEAM[0]}: {TEAM[1]}"])
+        out = capsys.readouterr()
+        printed += [out.out, out.err]
+        assert code == 1 and "STILL FAILING 1/1  tool_call_invalid|" in out.out, out
+        assert server.refused == 0
+        monkeypatch.setenv("VLFUZZ_API_KEY", KEY)  # the default, as for `vlfuzz run`
+        code = main(["replay", str(folder), "--endpoint", url, "--runs", "1",
+                     "--header", f"{TEAM[0]}:{TEAM[1]}"])
+        out = capsys.readouterr()
+        printed += [out.out, out.err]
+        assert code == 1 and server.refused == 0, out
+        monkeypatch.delenv("VLFUZZ_API_KEY")
+        code = main(["replay", str(folder), "--endpoint", url, "--model", "fault-model",
+                     "--runs", "1"])
+        out = capsys.readouterr()
+        printed += [out.out, out.err]
+        assert code == 2 and out.out.startswith("ERROR"), out
+        assert "not authorised: request r0 was answered HTTP 401" in out.out
+        wrong = AuthEndpoint(url, "", api_key="wrong", extra_headers=(TEAM,))
+        r = asyncio.run(replay_bundle(folder, wrong, runs=1))
+        assert r.verdict is Verdict.ERROR and "not authorised" in r.message, r.line()
+    assert not [t for t in printed if KEY in t or TEAM[1] in t]
 
 
 # --- kinds the ordinary oracles cannot judge on their own ------------------------------
@@ -308,6 +395,66 @@ def test_a_server_log_bundle_is_judged_by_following_the_log(tmp_path: Path) -> N
     assert blind.calls == []  # judged unjudgeable before anything was sent
     r = replay(bundle, Logging(log, ERROR_LINE), server_log=tmp_path / "nowhere.log")
     assert r.verdict is Verdict.ERROR and "does not exist" in r.message
+
+
+def test_a_traceback_logged_after_the_answer_still_fails(tmp_path: Path) -> None:
+    """The server logs the traceback 1 s after answering: the log is followed until
+    it has been quiet for the settle interval (here longer than that second, well
+    under the cap), so the late line is still seen (a fixed short wait said FIXED)."""
+    from fuzz.replay_judges import LOG_SETTLE_CAP_S
+
+    log = tmp_path / "server.log"
+    log.write_text("INFO: started\n")
+    timers: list[threading.Timer] = []
+
+    class LateLogging(Logging):
+        async def run(self, endpoint, scenario, deadlines) -> Trace:
+            self.calls.append((endpoint, deadlines))
+            with open(self.log, "a", encoding="utf-8") as f:  # the access line, at once
+                f.write('INFO: "POST /v1/chat/completions HTTP/1.1" 200 OK\n')
+
+            def late() -> None:
+                with open(self.log, "a", encoding="utf-8") as f:
+                    f.write(ERROR_LINE + "\n")
+
+            timers.append(threading.Timer(1.0, late))
+            timers[-1].start()
+            return Trace((), deadlines)
+
+    settle_s = min(2.0, LOG_SETTLE_CAP_S)
+    try:
+        r = replay(_log_bundle(), LateLogging(log, None), runs=1, server_log=log,
+                   log_settle_s=settle_s)
+    finally:
+        for t in timers:
+            t.cancel()
+    assert (r.verdict, r.failing_runs) == (Verdict.STILL_FAILING, 1), r.line()
+
+
+def test_log_settling_is_capped_and_validated(tmp_path: Path) -> None:
+    """A log that never stops growing is judged after the cap, not waited on for ever."""
+    from fuzz.replay_judges import LogFollowingRun
+
+    log = tmp_path / "server.log"
+    log.write_text("")
+    with pytest.raises(ValueError):
+        LogFollowingRun(Fakes().run, log, settle_s=2.0, settle_cap_s=1.0)
+    stop = threading.Event()
+
+    def chatter() -> None:
+        while not stop.wait(0.02):
+            with open(log, "a", encoding="utf-8") as f:
+                f.write("DEBUG: busy\n")
+
+    writer = threading.Thread(target=chatter, daemon=True)
+    writer.start()
+    try:
+        followed = LogFollowingRun(Fakes().run, log, settle_s=0.5, settle_cap_s=0.5)
+        trace = asyncio.run(followed(ENDPOINT, make_bundle("s").scenario, Deadlines(1, 1, 1)))
+    finally:
+        stop.set()
+        writer.join(5)
+    assert followed.lines > 0 and trace.server_log == ()  # returned; chatter not notable
 
 
 def test_other_bundles_follow_a_given_log_for_context_only(tmp_path: Path) -> None:
