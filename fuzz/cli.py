@@ -28,7 +28,9 @@ if TYPE_CHECKING:
     from fuzz.auth import AuthEndpoint
     from fuzz.config import CampaignConfig
     from fuzz.report import Summary
+    from fuzz.runner import Endpoint
     from fuzz.target.paths import TargetPaths
+    from fuzz.target.server import ServerState
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -329,6 +331,21 @@ def _external_endpoint(url: str, model: str | None, api_key: str | None,
     return dataclasses.replace(endpoint, model=model)
 
 
+def _embedded_endpoint(args: argparse.Namespace) -> tuple[Endpoint, ServerState] | None:
+    """The embedded target, brought up with the default flags, as an endpoint (and its
+    state); None, with the reason on stderr, when it cannot be started."""
+    from fuzz.runner import Endpoint
+    from fuzz.target import embedded
+    from fuzz.target.server import ServerConfig, TargetError
+
+    try:
+        state = embedded.up(_target_paths(args), ServerConfig(), log=_log)
+    except (TargetError, OSError) as e:
+        print(f"vlfuzz: embedded target failed: {e}", file=sys.stderr)
+        return None
+    return Endpoint(state.base_url, args.model or state.model), state
+
+
 def _target_paths(args: argparse.Namespace) -> TargetPaths:
     from fuzz.target.embedded import target_paths
 
@@ -556,16 +573,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.endpoint:
         endpoint = _external_endpoint(args.endpoint, args.model, args.api_key)
     else:
-        from fuzz.runner import Endpoint
-        from fuzz.target import embedded
-        from fuzz.target.server import ServerConfig, TargetError
-
-        try:
-            state = embedded.up(_target_paths(args), ServerConfig(), log=_log)
-        except (TargetError, OSError) as e:
-            print(f"vlfuzz: embedded target failed: {e}", file=sys.stderr)
+        embedded_target = _embedded_endpoint(args)
+        if embedded_target is None:
             return 2
-        endpoint = Endpoint(state.base_url, args.model or state.model)
+        endpoint, _state = embedded_target
     try:
         variance = asyncio.run(measure_variance(
             endpoint, repeats=args.repeats, batch_sizes=args.batch_sizes,
@@ -583,23 +594,17 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def cmd_replay(args) -> int:
     from fuzz.replay import replay_paths
-    from fuzz.target import embedded
-    from fuzz.target.server import ServerConfig, TargetError
 
     server_log = args.server_log
     if args.endpoint:
         endpoint = _external_endpoint(args.endpoint, args.model, args.api_key, tuple(args.header))
     else:
-        from fuzz.runner import Endpoint
-
         if args.api_key or args.header:
             print("vlfuzz: --api-key/--header only apply with --endpoint; ignored", file=sys.stderr)
-        try:
-            state = embedded.up(_target_paths(args), ServerConfig(), log=_log)
-        except (TargetError, OSError) as e:
-            print(f"vlfuzz: embedded target failed: {e}", file=sys.stderr)
+        embedded_target = _embedded_endpoint(args)
+        if embedded_target is None:
             return 2
-        endpoint = Endpoint(state.base_url, args.model or state.model)
+        endpoint, state = embedded_target
         server_log = server_log or (Path(state.log_file) if state.log_file else None)
     return replay_paths(args.paths, endpoint, runs=args.runs, junit_path=args.junit,
                         server_log=server_log)
