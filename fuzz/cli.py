@@ -1,6 +1,7 @@
 """`vlfuzz` command line: a thin layer over campaign, target, replay and bundles.
 
-Exit codes: `run` 0 = no failures, 1 = failures found, 2 = could not run (or a worker crashed);
+Exit codes: `run` 0 = no failures, 1 = failures found (not hangs that did not come back on
+re-check), 2 = could not run (or a worker crashed);
 `replay` 0 = all fixed, 1 = any still failing, 2 = error; `target up|down` 0 / 2,
 `target status` 0 = up, 3 = not up; `bundle` 0 / 2 (unreadable bundle);
 `calibrate` 0 = measured, 2 = could not measure.
@@ -510,7 +511,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _log(f"report: {out / 'report.md'} (also {out / 'report.html'}, {out / 'summary.json'})")
     if summary.stopped_because.startswith("target unavailable"):
         return 2
-    return 1 if summary.failures else 0
+    return 1 if summary.confirmed_failures else 0
 
 
 def _run_workers(args: argparse.Namespace, cfg: CampaignConfig, out: Path) -> int:
@@ -562,7 +563,7 @@ def _run_workers(args: argparse.Namespace, cfg: CampaignConfig, out: Path) -> in
             f"#{w} exit code {c}" + (f" (signal {-c})" if c < 0 else "") for w, c in crashed)
             + f"; the report covers what their journals recorded", file=sys.stderr)
         return 2
-    return 1 if summary.failures else 0
+    return 1 if summary.confirmed_failures else 0
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:

@@ -55,10 +55,31 @@ def scenario_record(index: int, round_no: int, t_s: float, scenario: Scenario, t
 
 
 def failure_record(scenario_index: int, t_s: float, failure: Failure, *, new: bool,
-                   requests: int, minimize: str | None) -> dict[str, Any]:
-    """`minimize` is PENDING when a minimization is owed, else why there is none."""
+                   requests: int, minimize: str | None, confirmed: bool | None = None,
+                   recheck: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """`minimize` is PENDING when a minimization is owed, else why there is none.
+    `confirmed` and `recheck` (what the re-check replay saw, see `fuzz.triage`) are
+    left out unless the failure was re-checked: a record without them is confirmed."""
+    extra: dict[str, Any] = {}
+    if confirmed is not None:
+        extra["confirmed"] = confirmed
+    if recheck is not None:
+        extra["recheck"] = dict(recheck)
     return {"type": "failure", "scenario": scenario_index, "t": round(t_s, 3), "new": new,
-            "requests_before": requests, "minimize": minimize, **failure.to_json()}
+            "requests_before": requests, "minimize": minimize, **extra, **failure.to_json()}
+
+
+def confirms(r: Mapping[str, Any]) -> bool:
+    """Whether a failure record confirms its signature: its `confirmed` when it has
+    one, else whether it is the first record of it (journals older than re-checks,
+    and every failure that is not re-checked). A signature is confirmed once any of
+    its records confirms it; a later re-check that misses never unconfirms it."""
+    return r.get("confirmed", bool(r.get("new"))) is not False
+
+
+def _recheck_of(r: Mapping[str, Any]) -> dict[str, Any] | None:
+    recheck = r.get("recheck")
+    return dict(recheck) if isinstance(recheck, Mapping) else None
 
 
 def apply(s: Summary, r: Mapping[str, Any]) -> None:
@@ -175,8 +196,18 @@ def _apply_failure(s: Summary, r: Mapping[str, Any]) -> None:
     minimize = r.get("minimize")
     note = "" if minimize in (None, PENDING) else str(minimize)
     known = s.failures.get(sig)
+    recheck = _recheck_of(r)
     if known is not None:
         known.count += 1
+        if recheck is not None:
+            known.recheck = recheck
+            known.rechecks += "signatures" in recheck
+        if confirms(r) and not known.confirmed:  # re-checked later: now it counts
+            known.confirmed = True
+            known.requests_before = int(r.get("requests_before", 0))
+            known.minimize_note = note
+            if minimize == PENDING:
+                s.pending_minimizations.add(sig)
         if _bundled_here(r) and (known.minimize_note.startswith(BUNDLED_ELSEWHERE)
                                  or t < known.first_seen_s):
             known.requests_before = int(r.get("requests_before", 0))
@@ -187,7 +218,9 @@ def _apply_failure(s: Summary, r: Mapping[str, Any]) -> None:
         return
     s.failures[sig] = FailureStats(
         kind=r["kind"], signature=sig, message=r.get("message", ""), count=1,
-        first_seen_s=t, requests_before=int(r.get("requests_before", 0)), minimize_note=note)
+        first_seen_s=t, requests_before=int(r.get("requests_before", 0)), minimize_note=note,
+        confirmed=r.get("confirmed", True) is not False, recheck=recheck,
+        rechecks=int(recheck is not None and "signatures" in recheck))
     s.timeline.add_failure(t)
     if minimize == PENDING:
         s.pending_minimizations.add(sig)
@@ -201,10 +234,12 @@ def fold(records: Iterable[Mapping[str, Any]], summary: Summary) -> Summary:
 
 
 def pending_of(records: Iterable[Mapping[str, Any]]) -> set[str]:
-    """Signatures one journal owes a minimization for (new, pending, not minimized)."""
+    """Signatures one journal owes a minimization for (new or confirmed by a later
+    re-check, pending, not minimized)."""
     owed: set[str] = set()
     for r in records:
-        if r.get("type") == "failure" and r.get("new") and r.get("minimize") == PENDING:
+        if (r.get("type") == "failure" and r.get("minimize") == PENDING
+                and (r.get("new") or r.get("confirmed") is True)):
             owed.add(r["signature"])
         elif r.get("type") == "minimized":
             owed.discard(r.get("signature"))

@@ -30,6 +30,12 @@ class FailureStats:
     requests_before: int = 0
     requests_after: int | None = None
     minimize_note: str = ""
+    # False while a hang did not show up again on its re-check (see `fuzz.triage`): likely
+    # CPU queueing on a loaded target, so it is shown apart and does not fail the run.
+    # Journals written before re-checks existed have no such field: confirmed.
+    confirmed: bool = True
+    rechecks: int = 0  # re-check replays run for this signature
+    recheck: dict[str, Any] | None = None  # what the last re-check saw
 
 
 @dataclass
@@ -93,6 +99,16 @@ class Summary:
     @property
     def failures_seen(self) -> int:
         return sum(f.count for f in self.failures.values())
+
+    @property
+    def confirmed_failures(self) -> dict[str, FailureStats]:
+        """The failures that count: `vlfuzz run` exits 1 when there is any."""
+        return {k: f for k, f in self.failures.items() if f.confirmed}
+
+    @property
+    def unconfirmed_failures(self) -> dict[str, FailureStats]:
+        """Hangs that did not come back on re-check: reported apart, not counted."""
+        return {k: f for k, f in self.failures.items() if not f.confirmed}
 
 
 def server_state_rows(s: Summary) -> list[dict[str, Any]]:
@@ -178,8 +194,47 @@ def _fmt_bytes(n: int | None) -> str:
     return f"{n} B"
 
 
+def _bundle_cell(f: FailureStats) -> str:
+    return f"`{f.bundle}`" if f.bundle else "-"
+
+
+def _sig_cell(f: FailureStats) -> str:
+    return f.signature.replace("|", "\\|")[:160]
+
+
+def recheck_text(recheck: dict[str, Any] | None) -> str:
+    """What a hang's re-check saw, in a few words (or why it did not run)."""
+    if not recheck:
+        return "-"
+    if "signatures" not in recheck:
+        return str(recheck.get("skipped") or "not re-checked")
+    sigs = [str(x) for x in recheck.get("signatures") or []]
+    saw = ", ".join(f"`{x[:60]}`".replace("|", "\\|") for x in sigs[:3]) or "no failure"
+    return f"{saw}{', ...' if len(sigs) > 3 else ''} in {float(recheck.get('wall_s', 0.0)):.1f}s"
+
+
+UNCONFIRMED_TITLE = "Not reproduced on re-check (likely queueing on a loaded target)"
+
+
+def _unconfirmed_lines(s: Summary) -> list[str]:
+    """Hangs whose one re-check replay did not hang again: kept (bundled, 1 of 2) and
+    shown, but apart from the failures and not counted among them."""
+    apart = s.unconfirmed_failures
+    if not apart:
+        return []
+    lines = ["", f"## {UNCONFIRMED_TITLE} ({len(apart)} unique, "
+                 f"{sum(f.count for f in apart.values())} seen)", "",
+             "| kind | seen | first at | re-checks | last re-check saw | bundle | signature |",
+             "|---|---|---|---|---|---|---|"]
+    for f in sorted(apart.values(), key=lambda f: (-f.count, f.signature)):
+        lines.append(f"| {f.kind} | {f.count} | {f.first_seen_s:.0f}s | {f.rechecks} "
+                     f"| {recheck_text(f.recheck)} | {_bundle_cell(f)} | `{_sig_cell(f)}` |")
+    return lines
+
+
 def render_report(s: Summary) -> str:
     """A morning-readable Markdown report: load driven, failures, coverage."""
+    confirmed = s.confirmed_failures
     lines = [
         "# vlfuzz campaign report", "",
         f"- endpoint: `{s.endpoint}` (model `{s.target.get('model', '?')}`, "
@@ -200,21 +255,21 @@ def render_report(s: Summary) -> str:
         f"- disk: {_fmt_bytes(s.disk.get('total_bytes'))} (journal "
         f"{_fmt_bytes(s.disk.get('journal_bytes'))}, bundles {_fmt_bytes(s.disk.get('bundles_bytes'))})",
         "",
-        f"## Failures ({len(s.failures)} unique, {sum(f.count for f in s.failures.values())} seen)", "",
+        f"## Failures ({len(confirmed)} unique, {sum(f.count for f in confirmed.values())} seen)", "",
     ]
-    if not s.failures:
+    if not confirmed:
         lines.append("None found.")
     else:
         lines += ["| kind | seen | first at | reproduced | requests (orig → min) | bundle | signature |",
                   "|---|---|---|---|---|---|---|"]
-        for f in sorted(s.failures.values(), key=lambda f: (-f.count, f.signature)):
+        for f in sorted(confirmed.values(), key=lambda f: (-f.count, f.signature)):
             size = f"{f.requests_before} → {f.requests_after if f.requests_after is not None else '?'}"
-            sig = f.signature.replace("|", "\\|")[:160]
             lines.append(f"| {f.kind} | {f.count} | {f.first_seen_s:.0f}s | {f.reproduced or '-'} "
-                         f"| {size} | {('`' + f.bundle + '`') if f.bundle else '-'} | `{sig}` |")
-        notes = [f"- `{f.signature[:80]}`: {f.minimize_note}" for f in s.failures.values() if f.minimize_note]
+                         f"| {size} | {_bundle_cell(f)} | `{_sig_cell(f)}` |")
+        notes = [f"- `{f.signature[:80]}`: {f.minimize_note}" for f in confirmed.values() if f.minimize_note]
         if notes:
             lines += ["", "Notes:", *notes]
+    lines += _unconfirmed_lines(s)
     lines += _isolation_lines(s)
     lines += ["", state_markdown(server_state_rows(s)).rstrip("\n")]
     lines += _steering_lines(s)

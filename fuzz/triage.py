@@ -15,11 +15,21 @@ oracles judge a scenario against runs alone) is minimized with the replay its ow
 oracle provides (`Host.oracle_replay`), under the same stop and target checks.
 A signature new to this campaign that another worker sharing its folder has already
 bundled is counted as new here but neither bundled nor minimized again.
+
+A hang (a learnt deadline that fired) is often CPU queueing on a loaded target, not a
+wedge. So when new hangs are all that is new in a scenario, the scenario is replayed
+once under the same deadlines before they count (`needs_recheck`). A hang that shows
+up again is handled as any new failure (bundled as reproduced 2 of 2, minimized); one
+that does not is journaled `confirmed: false`, bundled as 1 of 2 so nothing is lost,
+not minimized, and reported apart without failing the run. Seen again later in the
+campaign, an unconfirmed hang is re-checked again (at most `MAX_RECHECKS` replays in
+all); a re-check that hangs again confirms it, and it is then bundled and minimized
+from that scenario exactly as if it had been confirmed when first seen.
 """
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -32,12 +42,17 @@ from fuzz.minimize import Budget, MinimizeResult, Replay, minimize
 from fuzz.model import Deadlines, Failure, Scenario, Trace
 from fuzz.oracles import check
 from fuzz.redact import Redactor
-from fuzz.report import Summary
+from fuzz.report import FailureStats, Summary
 
-__all__ = ["Host", "Stopped", "Triage", "TriageConfig", "first_reproduced", "minimize_decision",
-           "primary_failure", "replay_deadlines", "unique"]
+__all__ = ["Host", "Recheck", "Stopped", "Triage", "TriageConfig", "first_reproduced",
+           "minimize_decision", "needs_recheck", "primary_failure", "replay_deadlines",
+           "unique"]
 
 MIN_TIME_TO_MINIMIZE_S = 30.0
+RECHECK_KINDS = frozenset({"hang"})  # not target_wedged: a failed canary is no deadline
+MAX_RECHECKS = 3  # re-check replays per unconfirmed signature over a campaign
+NOT_REPRODUCED = ("not minimized: no hang on re-check (likely queueing on a loaded "
+                  "target)")
 _T = TypeVar("_T")
 
 
@@ -138,6 +153,48 @@ def minimize_decision(failure: Failure, primary: Failure | None, *, enabled: boo
     return ledger.PENDING
 
 
+def needs_recheck(failure: Failure, stats: FailureStats | None,
+                  fresh: Sequence[Failure]) -> bool:
+    """Whether `failure` is replayed once before it counts: a hang that is new (`stats`
+    None) or still unconfirmed with re-checks to spare, when `fresh` (the scenario's
+    failures that are new or unconfirmed) holds nothing but hangs. Next to a new
+    server error or dead target the scenario is new anyway and a hang is its echo."""
+    if failure.kind not in RECHECK_KINDS:
+        return False
+    if stats is not None and (stats.confirmed or stats.rechecks >= MAX_RECHECKS):
+        return False
+    return all(f.kind in RECHECK_KINDS for f in fresh)
+
+
+def recheck_skipped(time_left_s: float, wall_s: float, stopping: bool) -> str | None:
+    """Why a re-check replay cannot run (None: it can): it takes about the original's
+    wall time, which the campaign must still have."""
+    if stopping:
+        return "not re-checked: the campaign is stopping"
+    if time_left_s < max(wall_s, 1.0):
+        return "not re-checked: campaign time ran out"
+    return None
+
+
+@dataclass(frozen=True)
+class Recheck:
+    """What the one re-check replay of a scenario saw: the (unredacted) signatures and
+    its wall time, or why it was not run (`skipped`)."""
+
+    signatures: frozenset[str] = frozenset()
+    wall_s: float = 0.0
+    skipped: str | None = None
+
+    def confirms(self, failure: Failure) -> bool:
+        return self.skipped is None and failure.signature in self.signatures
+
+    def to_json(self, redact: Redactor) -> dict[str, Any]:
+        if self.skipped is not None:
+            return {"skipped": self.skipped}
+        return {"signatures": sorted(redact.text(x) for x in self.signatures),
+                "wall_s": round(self.wall_s, 3)}
+
+
 def replay_deadlines(trace: Trace, fuzzer: Mapping[str, Any]) -> dict[str, Deadlines]:
     """The per-request deadlines a bundled run was sent with: the `request_deadlines`
     the campaign stored in the bundle, else the trace's own for every request. A
@@ -163,27 +220,64 @@ class Triage:
 
     def handle(self, index: int, scenario: Scenario, trace: Trace, failures: list[Failure],
                deadlines: Mapping[str, Deadlines]) -> None:
-        """Count each unique failure; bundle the new ones; minimize the primary one."""
+        """Count each unique failure; re-check hangs that alone make the scenario new;
+        bundle the new ones; minimize the primary confirmed one."""
         known = self.host.summary.failures  # by redacted signature, as journaled
         distinct = unique(failures)
-        primary = primary_failure([f for f in distinct if self.key(f) not in known])
+        fresh = [f for f in distinct
+                 if self.key(f) not in known or not known[self.key(f)].confirmed]
+        checked = [f for f in fresh if needs_recheck(f, known.get(self.key(f)), fresh)]
+        seen = self.recheck(scenario, trace, deadlines) if checked else None
+        verdicts: dict[str, bool] = {}  # by signature; only for re-checked failures
+        for f in checked:
+            if seen is not None and (seen.skipped is None or self.key(f) not in known):
+                verdicts[f.signature] = seen.confirms(f)
+        primary = primary_failure([f for f in distinct if self.key(f) not in known
+                                   and verdicts.get(f.signature, True)])
+        if primary is None:  # a hang confirmed by a later re-check
+            primary = primary_failure([f for f in distinct if verdicts.get(f.signature)])
         for failure in distinct:
             new = self.key(failure) not in known
-            elsewhere = self.host.bundled_elsewhere(self.key(failure)) if new else None
+            confirmed = verdicts.get(failure.signature)
+            first = new or confirmed is True  # bundled (again) and maybe minimized
+            elsewhere = self.host.bundled_elsewhere(self.key(failure)) if first else None
             decision = (minimize_decision(failure, primary, enabled=self.config.minimize,
-                                          time_left_s=self.host.time_left()) if new else None)
+                                          time_left_s=self.host.time_left()) if first else None)
+            if new and confirmed is False and seen is not None:
+                decision = (NOT_REPRODUCED if seen.skipped is None
+                            else f"not minimized: {seen.skipped}")
             if elsewhere is not None:
                 decision = f"{ledger.BUNDLED_ELSEWHERE} ({elsewhere})"
-            self.host.record(ledger.failure_record(index, self.host.now(), failure, new=new,
-                                                   requests=len(scenario.requests),
-                                                   minimize=decision))
+            self.host.record(ledger.failure_record(
+                index, self.host.now(), failure, new=new, requests=len(scenario.requests),
+                minimize=decision, confirmed=confirmed,
+                recheck=None if confirmed is None or seen is None else seen.to_json(self.redact)))
             self.host.emit(FailureFound(failure, new=new))
-            if not new or elsewhere is not None:
+            if not first or elsewhere is not None:
                 continue
-            self.write(scenario, trace, failure, first_reproduced(failure),
-                       len(scenario.requests), deadlines=deadlines)
+            if not new and not self.host.may_rewrite_bundle():
+                self.host.emit(Noted(f"{failure.signature[:80]} hung again on re-check; its "
+                                     "bundle was not rewritten: the disk cap was reached"))
+            else:
+                reproduced = (first_reproduced(failure) if confirmed is None
+                              else Reproduced(2 if confirmed else 1, 2))
+                self.write(scenario, trace, failure, reproduced, len(scenario.requests),
+                           deadlines=deadlines)
             if decision == ledger.PENDING:
                 self.minimize(scenario, failure, deadlines)
+
+    def recheck(self, scenario: Scenario, trace: Trace,
+                deadlines: Mapping[str, Deadlines]) -> Recheck:
+        """Replay `scenario` once under the deadlines it was sent with and judge it with
+        `check`. A replay that fails to run is a re-check that did not confirm."""
+        skipped = recheck_skipped(self.host.time_left(), trace.wall_s, self.host.stopping())
+        if skipped is not None:
+            return Recheck(skipped=skipped)
+        try:
+            again = self.host.drive(self.host.replay(scenario, dict(deadlines)))
+        except Exception as e:  # noqa: BLE001 - the next scenario meets a broken target too
+            return Recheck(skipped=f"re-check failed: {type(e).__name__}: {e}"[:300])
+        return Recheck(frozenset(f.signature for f in check(scenario, again)), again.wall_s)
 
     def key(self, failure: Failure) -> str:
         """The signature `failure` is journaled, counted and bundled under: redacted (a
