@@ -33,12 +33,13 @@ judged against runs alone; confirmed findings join its failures.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import random
 import threading
 import time
-from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -59,6 +60,7 @@ from fuzz.isolation import CalibrationError, NoiseModel
 from fuzz.isolation_watch import Calibration, IsolationWatch, Planted, calibrate, has_fixture_urls
 from fuzz.journal import Journal, read_journal
 from fuzz.layout import bundle_elsewhere, bundles_dir, journal_path
+from fuzz.media import freshened
 from fuzz.minimize import Replay
 from fuzz.model import Deadlines, Failure, Scenario, Trace
 from fuzz.oracles import check
@@ -107,6 +109,10 @@ class _Campaign:
     steering: Steering | None = field(init=False, default=None)
     watch: IsolationWatch | None = None
     token_scale: TokenScale | None = None  # from the target's /tokenize; None: estimated
+    # A nonce per replay, random per session so a resumed campaign does not repeat one
+    # against the same server (see `fuzz.media.freshened`).
+    replay_nonces: Iterator[int] = field(
+        default_factory=lambda: itertools.count(random.SystemRandom().randrange(1, 2**31)))
 
     def __post_init__(self) -> None:
         if self.config.steering:
@@ -149,7 +155,9 @@ class _Campaign:
         # it running in a worker thread; `record` and `set_state` stay single-threaded.
         if not self.supervisor.healthy():
             self.ensure_target()
-        return (await self.harness.play(scenario, deadlines, sample_metrics=False)).trace
+        # The server must meet the media as the original run did: for the first time.
+        fresh = replace(scenario, media=freshened(scenario.media, next(self.replay_nonces)))
+        return (await self.harness.play(fresh, deadlines, sample_metrics=False)).trace
 
     def oracle_replay(self, scenario: Scenario, failure: Failure,
                       deadlines: Mapping[str, Deadlines]) -> Replay | None:

@@ -300,6 +300,8 @@ def stamped(data: bytes, nonce: int) -> bytes:
         return data
     note = f"vlfuzz {nonce}".encode("ascii")
     if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        if data[12:16] != b"IHDR" or len(data) < 33:
+            raise ValueError("a PNG without its IHDR chunk cannot be stamped")
         body = b"tEXt" + b"Comment\x00" + note
         chunk = struct.pack(">I", len(body) - 4) + body + struct.pack(">I", zlib.crc32(body))
         return data[:33] + chunk + data[33:]  # signature (8) + IHDR (25)
@@ -312,6 +314,28 @@ def stamped(data: bytes, nonce: int) -> bytes:
         at = 13 + (3 * 2 ** ((data[10] & 7) + 1) if data[10] & 0x80 else 0)
         return b"GIF89a" + data[6:at] + b"\x21\xfe" + bytes([len(note)]) + note + b"\x00" + data[at:]
     raise ValueError("stamped() handles PNG, JPEG and GIF only")
+
+
+def freshened(media: Mapping[str, Media], nonce: int) -> dict[str, Media]:
+    """`media` under the same keys, each made byte-new by `nonce` where that is safe.
+
+    vLLM caches processed images by a hash of their bytes, so a server that has seen an
+    image remembers it: a failure that needs the server's first sight of an image (a
+    rejected request leaving the multimodal cache out of step for the next one) passes
+    on every later replay. Replays send media freshened by their own nonce, so each
+    meets the server as the original run did. Deliberately broken media (a corruption
+    recipe, a bad encoding) and formats `stamped` does not handle go as recorded."""
+    out: dict[str, Media] = {}
+    for key, item in media.items():
+        out[key] = item
+        if nonce == 0 or item.encoding != "base64" or (item.recipe or {}).get("corruption"):
+            continue
+        try:
+            out[key] = Media(data=stamped(item.data, nonce), mime=item.mime,
+                             recipe=item.recipe, encoding=item.encoding)
+        except (ValueError, IndexError, struct.error):
+            pass  # not a format stamped() knows, or too damaged to walk: send as is
+    return out
 
 
 def _not_image(seed: int) -> bytes:

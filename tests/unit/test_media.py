@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from PIL import Image
 
 from fuzz.media import (ANIMATED_FORMATS, BAD_ENCODINGS, CONTENTS, CORRUPTIONS, FORMATS, MIME,
-                        MODES, ImageRecipe, can_animate, encode, read_mode, render, saved_mode)
+                        MODES, ImageRecipe, can_animate, encode, freshened, read_mode, render,
+                        saved_mode)
 from fuzz.model import Media, Scenario, RequestSpec, media_url, sha256_hex
 from fuzz.strategies import image_recipes
 
@@ -214,3 +215,32 @@ def test_any_drawn_recipe_renders_reproducibly(recipe: ImageRecipe) -> None:
 
 def test_corruptions_listed() -> None:
     assert set(CORRUPTIONS) == {"truncated", "empty", "not_image", "wrong_mime", "bad_base64"}
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF"])
+def test_freshened_media_are_new_bytes_with_the_same_pixels_under_the_same_key(fmt: str) -> None:
+    original = render(ImageRecipe(24, 16, "RGB", fmt, "noise", 3))
+    key = original.sha256
+    first, second = freshened({key: original}, 1)[key], freshened({key: original}, 2)[key]
+    assert len({original.data, first.data, second.data}) == 3  # a new sha256 per nonce
+    assert freshened({key: original}, 1)[key].data == first.data  # deterministic
+    for fresh in (first, second):
+        assert (fresh.mime, fresh.recipe, fresh.encoding) == (original.mime, original.recipe,
+                                                              original.encoding)
+        assert np.array_equal(np.asarray(opened(fresh.data)), np.asarray(opened(original.data)))
+
+
+@pytest.mark.parametrize("corruption", CORRUPTIONS)
+def test_freshened_leaves_broken_media_as_recorded(corruption: str) -> None:
+    broken = render(ImageRecipe(24, 16, "RGB", "PNG", "noise", 4, corruption=corruption))
+    assert freshened({"k": broken}, 7)["k"] is broken
+
+
+def test_freshened_leaves_unstampable_formats_and_nonce_zero_alone() -> None:
+    bmp = render(ImageRecipe(8, 8, "RGB", "BMP", "flat", 1))
+    png = render(ImageRecipe(8, 8, "RGB", "PNG", "flat", 1))
+    garbage = Media(data=b"\x89PNG\r\n\x1a\n", mime="image/png")  # cut inside the header
+    out = freshened({"b": bmp, "p": png, "g": garbage}, 0)
+    assert out["b"] is bmp and out["p"] is png
+    out = freshened({"b": bmp, "g": garbage}, 5)
+    assert out["b"] is bmp and out["g"].data == garbage.data
