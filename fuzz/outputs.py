@@ -10,7 +10,7 @@ fields added within version 1).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from fuzz.disk import disk_usage
 from fuzz.journal import write_atomic
 from fuzz.redact import Redactor
 from fuzz.ledger import ISOLATION_COUNTERS
-from fuzz.report import Summary, render_report, server_state_rows
+from fuzz.report import FailureStats, Summary, render_report, server_state_rows
 from fuzz.report_html import render_html
 
 SUMMARY_FORMAT_VERSION = 1
@@ -41,6 +41,16 @@ def _isolation_json(s: Summary) -> dict[str, Any]:
             "scenarios_judged": s.isolation["checked"], "scenarios_skipped": s.isolation["skipped"],
             "judging_s": round(s.isolation_s, 3),
             **{k: s.isolation[k] for k in ISOLATION_COUNTERS}}
+
+
+def _failure_rows(s: Summary, failures: Mapping[str, FailureStats]) -> list[dict[str, Any]]:
+    return [{
+        "kind": f.kind, "signature": f.signature, "message": f.message, "count": f.count,
+        "first_seen_s": round(f.first_seen_s, 3), "bundle": f.bundle,
+        "reproduced": f.reproduced, "requests_before": f.requests_before,
+        "requests_after": f.requests_after, "minimize_note": f.minimize_note,
+        "minimize_pending": f.signature in s.pending_minimizations,
+    } for f in sorted(failures.values(), key=lambda f: (-f.count, f.signature))]
 
 
 def summary_json(s: Summary) -> dict[str, Any]:
@@ -66,13 +76,11 @@ def summary_json(s: Summary) -> dict[str, Any]:
                       "samples": lat.total},
         "statuses": dict(sorted(s.statuses.items())),
         "features": dict(sorted(s.features.items())),
-        "failures": [{
-            "kind": f.kind, "signature": f.signature, "message": f.message, "count": f.count,
-            "first_seen_s": round(f.first_seen_s, 3), "bundle": f.bundle,
-            "reproduced": f.reproduced, "requests_before": f.requests_before,
-            "requests_after": f.requests_after, "minimize_note": f.minimize_note,
-            "minimize_pending": f.signature in s.pending_minimizations,
-        } for f in sorted(s.failures.values(), key=lambda f: (-f.count, f.signature))],
+        "failures": _failure_rows(s, s.confirmed_failures),
+        # hangs that did not come back on re-check: kept, but not counted as failures
+        "unconfirmed": [{**row, "rechecks": s.failures[row["signature"]].rechecks,
+                         "recheck": s.failures[row["signature"]].recheck}
+                        for row in _failure_rows(s, s.unconfirmed_failures)],
         "target": {"restarts": s.target_restarts, "waits": len(s.target_waits),
                    "waited_s": round(sum(s.target_waits), 3),
                    "longest_wait_s": round(max(s.target_waits, default=0.0), 3),

@@ -43,10 +43,13 @@ def status_line(s: Summary, elapsed_s: float, left_s: float,
     p50, p99 = s.latency.percentile(50), s.latency.percentile(99)
     lat = "-" if p50 is None else f"p50 {p50:.2f}s p99 {p99:.2f}s"
     kinds: dict[str, int] = {}
-    for f in s.failures.values():
+    counted = s.confirmed_failures
+    for f in counted.values():
         kinds[f.kind] = kinds.get(f.kind, 0) + f.count
     top = ", ".join(f"{k} {n}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1])[:3])
-    fails = f"failures {len(s.failures)} unique/{s.failures_seen} seen" + (f" ({top})" if top else "")
+    apart = len(s.failures) - len(counted)
+    fails = (f"failures {len(counted)} unique/{s.failures_seen} seen" + (f" ({top})" if top else "")
+             + (f" +{apart} hang(s) not reproduced" if apart else ""))
     return (f"{_clock(elapsed_s)} elapsed, {_clock(left_s)} left | {s.requests} req "
             f"({s.requests_per_s:.1f}/s) | in flight {s.in_flight} | {lat} | {fails} | "
             f"minimizations pending {len(s.pending_minimizations)} | target {s.target_state} | "

@@ -178,7 +178,9 @@ def render_html(doc: dict[str, Any], out_dir: Path) -> str:
                  f'{doc["requests_per_s"]:.2f} requests/s while fuzzing'),
         ("latency", f'p50 {_fmt(lat["p50"], "s")}, p90 {_fmt(lat["p90"], "s")}, '
                     f'p99 {_fmt(lat["p99"], "s")}, max {_fmt(lat["max"], "s")}'),
-        ("failures", f'{nfail} unique, {sum(f["count"] for f in doc["failures"])} seen'),
+        ("failures", f'{nfail} unique, {sum(f["count"] for f in doc["failures"])} seen'
+                     + (f'; {len(doc["unconfirmed"])} hang(s) not reproduced on re-check'
+                        if doc.get("unconfirmed") else "")),
         ("target", f'{tgt["restarts"]} restart(s), {tgt["waits"]} wait(s) '
                    f'({tgt["waited_s"]:.0f}s, longest {tgt["longest_wait_s"]:.0f}s), now {tgt["state"]}'),
         ("disk", f'{_mib(disk.get("total_bytes"))} (journal {_mib(disk.get("journal_bytes"))}, '

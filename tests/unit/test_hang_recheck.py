@@ -212,3 +212,34 @@ def test_failure_records_carry_the_recheck_only_when_there_was_one() -> None:
     checked = ledger.failure_record(0, 1.0, hang, new=True, requests=1, minimize=None,
                                     confirmed=False, recheck={"signatures": [], "wall_s": 1.0})
     assert checked["confirmed"] is False and not ledger.confirms(checked)
+
+
+def test_summary_json_and_the_status_line_keep_an_unconfirmed_hang_apart(tmp_path: Path) -> None:
+    from fuzz.outputs import summary_json, validate_summary
+    from fuzz.progress import status_line
+
+    host = HangHost([False])
+    seen_hang(host, tmp_path)
+    doc = summary_json(host.summary)
+    validate_summary(doc)
+    assert doc["failures"] == []
+    [apart] = doc["unconfirmed"]
+    assert apart["signature"] == HANG and apart["bundle"] and apart["rechecks"] == 1
+    line = status_line(host.summary, 10.0, 50.0)
+    assert "failures 0 unique" in line and "+1 hang(s) not reproduced" in line
+    confirmed = HangHost([True])
+    seen_hang(confirmed, tmp_path / "again")
+    doc = summary_json(confirmed.summary)
+    validate_summary(doc)
+    assert [f["signature"] for f in doc["failures"]] == [HANG] and doc["unconfirmed"] == []
+    assert "not reproduced" not in status_line(confirmed.summary, 10.0, 50.0)
+
+
+def test_the_html_report_mentions_unconfirmed_hangs_without_counting_them(tmp_path: Path) -> None:
+    from fuzz.outputs import summary_json
+    from fuzz.report_html import render_html
+
+    host = HangHost([False])
+    seen_hang(host, tmp_path)
+    page = render_html(summary_json(host.summary), tmp_path)
+    assert "0 unique failure(s)" in page and "1 hang(s) not reproduced on re-check" in page
