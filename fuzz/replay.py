@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from fuzz.bundle import Bundle, BundleError, find_bundles, load_bundle, target_model
 from fuzz.model import Deadlines, Failure, Scenario, Trace
+from fuzz.signature import signatures_match
 
 if TYPE_CHECKING:
     from fuzz.replay_judges import Tally
@@ -159,7 +160,9 @@ def lost_run(bundle: Bundle, trace: Trace, failures: Sequence[Failure]) -> str |
 async def _ordinary_runs(bundle: Bundle, endpoint: Any, *, runs: int, deadlines: Deadlines,
                          run: RunFn, check: CheckFn,
                          unjudged: Callable[[Trace], str | None] | None = None) -> Tally:
-    """`runs` runs judged by the ordinary oracles (a run that raises ends them). A run
+    """`runs` runs judged by the ordinary oracles (a run that raises ends them). The
+    signature is matched with `signatures_match`: a run without server-log lines (an
+    external target) cannot name the `|log:` cause a bundle may carry. A run
     without the signature tells nothing when the target was lost in it (`lost_run`)
     or, for `unjudged` (None: it does), when that says why."""
     from fuzz.replay_judges import Tally
@@ -176,10 +179,12 @@ async def _ordinary_runs(bundle: Bundle, endpoint: Any, *, runs: int, deadlines:
                          error=f"run {i + 1} raised {type(e).__name__}: {e}")
         sigs = [f.signature for f in failures]
         done += 1
-        failing += bundle.signature in sigs
+        seen = any(signatures_match(bundle.signature, s, have_log=bool(trace.server_log))
+                   for s in sigs)
+        failing += seen
         observed += [s for s in sigs if s not in observed]
         why = None
-        if bundle.signature not in sigs:
+        if not seen:
             why = lost_run(bundle, trace, failures) or (unjudged(trace) if unjudged else None)
         skipped += [f"run {i + 1}: {why}"] if why else []
     return Tally(done, failing, tuple(observed), tuple(skipped))
@@ -188,7 +193,7 @@ async def _ordinary_runs(bundle: Bundle, endpoint: Any, *, runs: int, deadlines:
 def verdict_of(tally: Tally, signature: str) -> tuple[Verdict, str]:
     """The verdict on what the runs showed, and its message. Seen in any run: STILL
     FAILING; else ERROR when the replay or any run could not be judged; else FIXED."""
-    others = [s for s in tally.observed if s != signature]
+    others = [s for s in tally.observed if not signatures_match(signature, s, have_log=True)]
     extra = f"; other failures seen: {'; '.join(others)}" if others else ""
     note = f"; {tally.note}" if tally.note else ""
     if tally.failing:

@@ -30,6 +30,7 @@ from fuzz import repro_checks, repro_schema
 from fuzz.repro_checks import (ALONE_OR_LOG_KINDS, alone_requests, check_for, encode_payload,
                                output_text, read_gauges, verdict)
 from fuzz.repro_schema import unchecked_keywords
+from fuzz.signature import without_log_cause
 
 if TYPE_CHECKING:
     from fuzz.bundle import Bundle
@@ -158,6 +159,12 @@ def render_repro(bundle: Bundle) -> str:
                                + ([alone_requests, output_text] if own else []))
     doc = inspect.getdoc(check) or ""
     notes = _own_notes(f.kind, data) if own else []
+    if without_log_cause(f.signature) != f.signature:
+        notes.append(textwrap.fill(
+            "The signature's `log:` part is the cause the server's log named for this "
+            "generic error. This script does not read the log: it checks for the error "
+            "itself, whatever its cause (as `vlfuzz replay` does when it cannot read the "
+            "target's log).", 88))
     if check is repro_checks.check_answered:
         notes.append(f"This script has no check for failures of kind {f.kind!r}: it reports "
                      "5xx answers, failed connections and hangs, and exits 2 when it sees "

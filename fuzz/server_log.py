@@ -15,15 +15,21 @@ in the log file and returns the lines appended since.
 
 from __future__ import annotations
 
+import json
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fuzz.signature import normalise_message
 
-__all__ = ["LogEvent", "LogFollower", "LogLine", "classify", "excerpt", "parse_line"]
+if TYPE_CHECKING:
+    from fuzz.model import RequestTrace, Trace
+
+__all__ = ["LogCause", "LogEvent", "LogFollower", "LogLine", "classify", "excerpt",
+           "find_log_cause", "log_cause", "parse_line", "response_id"]
 
 ERROR_LEVELS = frozenset({"ERROR", "CRITICAL"})
 _ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -241,6 +247,95 @@ def excerpt(lines: Sequence[str], *, max_lines: int = 400) -> tuple[str, ...]:
             break
         out.extend(event.lines)
     return tuple(out)
+
+
+# --- the cause of a generic error, read from the log ----------------------------------
+
+CAUSE_CHARS = 80
+CAUSE_EVIDENCE_LINES = 40
+# Log records that only restate that a request failed: never a cause themselves.
+_WRAPPER_RE = re.compile(r"failed with an internal error|^internal server error"
+                         r"|see stack trace for the root cause", re.IGNORECASE)
+# Placeholder-only tokens ("[<n>:<n>:<n>]", "<path>:<n>:") and folded request ids
+# ("chatcmpl-<id>") say nothing about the bug and would spend the cause's few characters.
+_FILLER_RE = re.compile(r"(?<!\S)(?:[\[(]?<[\w-]+>(?:[:.,]?<[\w-]+>)*[\])]?:?"
+                        r"|[\w-]+-<id>)(?=\s)")
+# A list of folded values (`['<str>', '<str>']`, one per image) varies in length only.
+_LIST_RE = re.compile(r"\[\s*(['\"]?)<[\w-]+>\1(?:\s*,\s*\1<[\w-]+>\1)*(?:\s*,\s*\.\.\.)?\s*\]")
+
+
+@dataclass(frozen=True)
+class LogCause:
+    """What the log says caused a request's error: a short stable phrase, and the lines
+    of the event(s) it was read from (for evidence)."""
+
+    cause: str
+    lines: tuple[str, ...]
+    by_id: bool  # found by the response id (else: the window's only cause)
+
+
+def cause_phrase(event: LogEvent) -> str:
+    """The event's cause, folded to be the same across occurrences of one bug: the
+    exception line of a traceback, else its message; at most `CAUSE_CHARS`."""
+    text = normalise_message(event.exception or event.header or "")
+    text = " ".join(_FILLER_RE.sub("", _LIST_RE.sub("[...]", text)).split())
+    if len(text) > CAUSE_CHARS:
+        text = text[:CAUSE_CHARS].rstrip() + "…"
+    return text
+
+
+def response_id(rt: RequestTrace) -> str | None:
+    """The id the server gave the request: a stream chunk's `id`, a JSON body's, or the
+    `X-Request-Id` header. A 500 body carries none."""
+    docs = list(rt.events) + ([rt.body] if rt.body else [])
+    for text in docs:
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            continue
+        if isinstance(doc, Mapping) and isinstance(doc.get("id"), str) and doc["id"]:
+            return str(doc["id"])
+    return next((v for k, v in rt.headers.items() if k.lower() == "x-request-id" and v), None)
+
+
+def _mentions(event: LogEvent, rid: str) -> bool:
+    """Does the event name the request? The engine appends `-xxxxxxxx` to the id the
+    client sees (`chatcmpl-afb1...` is logged as `chatcmpl-afb1...-be2a6f5e`)."""
+    pattern = re.compile(re.escape(rid) + r"(?:-[0-9A-Fa-f]{8})?(?![\w-])")
+    return any(pattern.search(line) for line in event.lines)
+
+
+def find_log_cause(trace: Trace, rt: RequestTrace) -> LogCause | None:
+    """The cause of `rt`'s generic error in `trace.server_log`, or None.
+
+    Events that name the request's response id come first (a traceback before a
+    message). Else, and only if the window holds exactly one distinct cause among the
+    events that name no other request of the trace, that one: a guess among several
+    would split one bug into many signatures, or merge two."""
+    if not trace.server_log:
+        return None
+    events = [e for e in classify(trace.server_log)
+              if notable(e) and (c := cause_phrase(e)) and not _WRAPPER_RE.search(c)]
+    rid = response_id(rt)
+    if rid is not None:
+        mine = [e for e in events if _mentions(e, rid)]
+        if mine:
+            best = next((e for e in mine if e.exceptions), mine[0])
+            return LogCause(cause_phrase(best), best.lines[:CAUSE_EVIDENCE_LINES], True)
+    others = {i for r in trace.requests if r.id != rt.id and (i := response_id(r))}
+    alone = [e for e in events if not any(_mentions(e, i) for i in others if i != rid)]
+    causes = {cause_phrase(e) for e in alone}
+    if len(causes) != 1:
+        return None
+    lines = tuple(line for e in alone for line in e.lines)
+    return LogCause(causes.pop(), lines[:CAUSE_EVIDENCE_LINES], False)
+
+
+def log_cause(trace: Trace, rt: RequestTrace) -> str | None:
+    """The normalised cause of `rt`'s generic 5xx or error event (see `find_log_cause`);
+    None without a log or when the log does not single one out."""
+    found = find_log_cause(trace, rt)
+    return found.cause if found else None
 
 
 class LogFollower:

@@ -123,3 +123,56 @@ def make_signature(kind: str, status: int | None, message: str, detail: str = ""
     if detail:
         parts.append(detail)
     return "|".join(parts)
+
+
+# --- the server log's cause, as a signature detail ------------------------------------
+
+LOG_DETAIL = "log:"
+_LOG_DETAIL_RE = re.compile(r"\|log:[^|]*$")
+# vLLM's wording when it hides the cause from the client: a 500 body or an SSE error
+# event with one of these says nothing that tells two engine bugs apart.
+GENERIC_MESSAGES = frozenset({
+    "", "(empty body)", "(no message)", "none", "null", "error", "unknown error",
+    "internal error", "internal server error", "server error", "internal_server_error",
+    "an internal error occurred", "an internal server error occurred",
+    "enginecore encountered an issue. see stack trace for the root cause",
+})
+
+
+def is_generic_message(message: str | None) -> bool:
+    """True when an error message names no cause (empty, "Internal server error", ...),
+    so the server log's cause is needed to tell bugs apart."""
+    text = normalise_message(message or "").strip().strip(".!:").strip().casefold()
+    return text in GENERIC_MESSAGES
+
+
+def with_log_cause(detail: str, cause: str | None) -> str:
+    """`detail` with `log:<cause>` appended as the signature's last part. A `|` in the
+    cause would split the signature, so it becomes `/`."""
+    if not cause:
+        return detail
+    tail = LOG_DETAIL + cause.replace("|", "/")
+    return f"{detail}|{tail}" if detail else tail
+
+
+def without_log_cause(signature: str) -> str:
+    """The signature a log-less observer (external target, repro.py) computes: the
+    trailing `|log:<cause>` dropped; signatures without one are returned unchanged."""
+    return _LOG_DETAIL_RE.sub("", signature)
+
+
+def signatures_match(expected: str, observed: str, *, have_log: bool) -> bool:
+    """Does `observed` show the bug recorded as `expected`?
+
+    Exact when the run had server-log lines and both name a cause. Otherwise the log
+    detail is compared away: a run without log lines cannot name the cause, an
+    expected signature without one (a bundle recorded before causes, or without a log)
+    must match as it always did, and an observed generic error whose cause the log did
+    not name may still be this bug (calling it FIXED would be a false FIXED)."""
+    if expected == observed:
+        return True
+    both_named = expected != without_log_cause(expected) \
+        and observed != without_log_cause(observed)
+    if have_log and both_named:
+        return False
+    return without_log_cause(expected) == without_log_cause(observed)

@@ -8,7 +8,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from fuzz.model import Failure, RequestSpec, RequestTrace, Scenario, Trace
-from fuzz.signature import make_signature
+from fuzz.server_log import find_log_cause
+from fuzz.signature import is_generic_message, make_signature, with_log_cause
 
 EVIDENCE_CHARS = 2048
 
@@ -68,6 +69,22 @@ def failure(kind: str, status: int | None, message: str, *, detail: str = "",
     return Failure(kind=kind, signature=make_signature(kind, status, message, detail),
                    message=summary or message, request_id=request_id,
                    evidence=dict(evidence or {}))
+
+
+def log_detail(trace: Trace, rt: RequestTrace, message: str, detail: str = ""
+               ) -> tuple[str, dict[str, Any]]:
+    """`detail` with the server log's cause appended (`|log:<cause>`) when `message` is
+    generic and the log names a cause, plus its evidence; else `detail` unchanged and
+    no evidence. Why: vLLM answers many different engine bugs with the same "Internal
+    server error", which would make them one signature."""
+    if not is_generic_message(message):
+        return detail, {}
+    found = find_log_cause(trace, rt)
+    if found is None:
+        return detail, {}
+    return with_log_cause(detail, found.cause), {
+        "log_cause": found.cause, "log_cause_by": "request id" if found.by_id else "only cause",
+        "log_cause_lines": list(found.lines)}
 
 
 def pairs(scenario: Scenario, trace: Trace) -> Iterator[tuple[RequestSpec, RequestTrace]]:

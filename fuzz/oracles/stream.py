@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from fuzz.model import Failure, Scenario, Trace
-from fuzz.oracles.reading import body_of, error_of, failure, head, pairs, parse_or_none
+from fuzz.oracles.reading import (body_of, error_of, failure, head, log_detail, pairs,
+                                  parse_or_none)
 from fuzz.oracles.registry import oracle
 
 
@@ -13,7 +14,8 @@ from fuzz.oracles.registry import oracle
 def stream_well_formed(scenario: Scenario, trace: Trace) -> list[Failure]:
     """A 200 stream is JSON events then `[DONE]`, carries no error event, and ends with a
     usage chunk when `stream_options.include_usage` asked for one. Streams the client
-    cut (disconnect, deadline) or lost (transport error) are judged elsewhere."""
+    cut (disconnect, deadline) or lost (transport error) are judged elsewhere. A generic
+    error event gets the server log's cause as its signature's detail."""
     out: list[Failure] = []
     for spec, rt in pairs(scenario, trace):
         if not (spec.stream and rt.status == 200 and rt.error is None
@@ -42,11 +44,13 @@ def stream_well_formed(scenario: Scenario, trace: Trace) -> list[Failure]:
         if err is not None:
             msg = str(err.get("message", "(no message)"))
             code = err.get("code")
-            out.append(failure("stream_error_event", rt.status, msg,
-                               detail=f"code={code}" if code is not None else "",
+            detail, from_log = log_detail(trace, rt, msg,
+                                          f"code={code}" if code is not None else "")
+            out.append(failure("stream_error_event", rt.status, msg, detail=detail,
                                request_id=rt.id,
                                summary=f"error event in a 200 stream: {head(msg, 500)}",
-                               evidence={**evidence, "error_event": head(str(dict(err)))}))
+                               evidence={**evidence, "error_event": head(str(dict(err))),
+                                         **from_log}))
         if done_at is None:
             malformed("no_done", "stream ended without [DONE]")
         elif done_at != len(rt.events) - 1:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from fuzz.model import CHAT_PATH, Failure, Scenario, Trace
-from fuzz.oracles.reading import error_message, failure, head, loads_strict, pairs
+from fuzz.oracles.reading import (error_message, failure, head, loads_strict, log_detail,
+                                  pairs)
 from fuzz.oracles.registry import oracle
 
 _JSON_PATHS = (CHAT_PATH, "/v1/completions", "/v1/embeddings", "/tokenize", "/detokenize")
@@ -14,15 +15,18 @@ _PHRASES = {"first_byte": "no response within the first-byte deadline",
 
 @oracle
 def no_server_error(scenario: Scenario, trace: Trace) -> list[Failure]:
-    """A server must never answer 5xx; the message is vLLM's `error.message`."""
+    """A server must never answer 5xx; the message is vLLM's `error.message`, and when
+    that is generic, the cause the server log names is the signature's detail."""
     out = []
     for spec, rt in pairs(scenario, trace):
         if rt.status is not None and rt.status >= 500:
             msg = error_message(rt.body)
-            out.append(failure("server_error", rt.status, msg, request_id=rt.id,
+            detail, from_log = log_detail(trace, rt, msg)
+            out.append(failure("server_error", rt.status, msg, detail=detail,
+                               request_id=rt.id,
                                summary=f"HTTP {rt.status}: {head(msg, 500)}",
                                evidence={"status": rt.status, "path": spec.path,
-                                         "error_head": head(rt.body)}))
+                                         "error_head": head(rt.body), **from_log}))
     return out
 
 
