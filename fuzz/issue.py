@@ -391,7 +391,7 @@ def render_issue(bundle: Bundle) -> str:
         "### Steps to reproduce", "",
         *start, "",
         f"Then, from the unpacked {archive} (needs Python 3.8+ and aiohttp):", "",
-        "```sh", "python repro.py --endpoint http://127.0.0.1:8000", "```", "",
+        *_repro_command(bundle),
         "It prints every answer and the check above with what was expected and what came "
         f"back, and exits 1 while the bug is present, 0 once it is gone, 2 when it cannot "
         f"judge (server down beforehand, or answers that give nothing to check).{runs_hint}"
@@ -407,6 +407,18 @@ def render_issue(bundle: Bundle) -> str:
         "### What we know so far", "", *triage_lines(bundle), "",
         *_server_log(bundle.target),
     ]).rstrip() + "\n"
+
+
+def _repro_command(bundle: Bundle) -> list[str]:
+    """The repro.py line; a server-log finding is only seen in the server's log, so its
+    script must be told where the server writes it."""
+    if bundle.failure.kind != "server_log_error":
+        return ["```sh", "python repro.py --endpoint http://127.0.0.1:8000", "```", ""]
+    return ["The bug shows only in the server's log, so the server's output must go to a "
+            "file (e.g. append `2>&1 | tee server.log` to the command above) and repro.py "
+            "must be told where:", "",
+            "```sh", "python repro.py --endpoint http://127.0.0.1:8000 --server-log server.log",
+            "```", ""]
 
 
 def _runs(k: int, n: int) -> int:

@@ -101,6 +101,18 @@ def test_issue_md_is_ready_to_paste(written: Path) -> None:
         assert need in issue, need
 
 
+def test_a_server_log_issue_tells_the_reader_to_give_repro_the_log(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    plain = (write_bundle(sample_bundle(), tmp_path / "a") / "ISSUE.md").read_text()
+    assert "--server-log" not in plain
+    b = sample_bundle("server_log_error|-|serving.py: boom|ValueError: x")
+    b = replace(b, failure=replace(b.failure, kind="server_log_error"))
+    issue = (write_bundle(b, tmp_path / "b") / "ISSUE.md").read_text()
+    assert "python repro.py --endpoint http://127.0.0.1:8000 --server-log server.log" in issue
+    assert "tee server.log" in issue
+
+
 def test_issue_sends_big_bodies_from_files(tmp_path: Path) -> None:
     issue = (write_bundle(sample_bundle(big_image=True), tmp_path) / "ISSUE.md").read_text()
     assert "python repro.py --dump-bodies .  # writes r0.json" in issue
