@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fuzz.bundle import Bundle, BundleError, find_bundles, load_bundle, target_model
+from fuzz.media import freshened
 from fuzz.model import Deadlines, Failure, Scenario, Trace
 from fuzz.signature import signatures_match
 
@@ -171,9 +173,12 @@ async def _ordinary_runs(bundle: Bundle, endpoint: Any, *, runs: int, deadlines:
     skipped: list[str] = []
     done = failing = 0
     for i in range(runs):
+        # each run meets the media for the first time, as the recorded run did
+        scenario = dataclasses.replace(bundle.scenario, media=freshened(
+            bundle.scenario.media, random.SystemRandom().randrange(1, 2**31)))
         try:
-            trace = await run(endpoint, bundle.scenario, deadlines)
-            failures = check(bundle.scenario, trace)
+            trace = await run(endpoint, scenario, deadlines)
+            failures = check(scenario, trace)
         except Exception as e:  # noqa: BLE001 - a broken run is a verdict, not a crash
             return Tally(done, failing, tuple(observed), tuple(skipped),
                          error=f"run {i + 1} raised {type(e).__name__}: {e}")

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fuzz import repro_checks, repro_schema
+from fuzz import media, repro_checks, repro_schema
 from fuzz.repro_checks import (ALONE_OR_LOG_KINDS, alone_requests, check_for, encode_payload,
                                output_text, read_gauges, verdict)
 from fuzz.repro_schema import unchecked_keywords
@@ -157,6 +157,7 @@ def render_repro(bundle: Bundle) -> str:
     data = check_data(f.kind, dict(f.evidence), f.request_id)
     funcs = embedded_functions([check, verdict, encode_payload, read_gauges]
                                + ([alone_requests, output_text] if own else []))
+    funcs.append(media.stamped)  # self-contained: copied as is, not searched for helpers
     doc = inspect.getdoc(check) or ""
     notes = _own_notes(f.kind, data) if own else []
     if without_log_cause(f.signature) != f.signature:
@@ -221,7 +222,8 @@ def _imports(funcs: list[Callable[..., Any]]) -> str:
     used = set().union(*(_names(fn.__code__) for fn in funcs))
     typed = any(re.search(r"\bAny\b", inspect.getsource(fn)) for fn in funcs)
     return _IMPORTS.format(any="from typing import Any\n" if typed else "",
-                           **{m: f"import {m}\n" if m in used else "" for m in ("math", "re")})
+                           **{m: f"import {m}\n" if m in used else ""
+                              for m in ("math", "re", "struct", "zlib")})
 
 
 def _docsafe(text: str) -> str:
@@ -276,10 +278,10 @@ import asyncio
 import base64
 import json
 {math}import os
-{re}import sys
+{re}{struct}import sys
 import textwrap
 import time
-from pathlib import Path
+{zlib}from pathlib import Path
 {any}
 import aiohttp'''
 
@@ -301,15 +303,27 @@ class CannotRun(Exception):
 
 def load_bundle():
     bundle = json.loads((HERE / "bundle.json").read_text(encoding="utf-8"))
+    return bundle, media_urls(bundle, 0)
+
+
+def media_urls(bundle, nonce):
+    """The media's data URLs. With a nonce, intact PNG/JPEG/GIF carry it in a comment
+    (same pixels, new bytes): vLLM caches images by their bytes, so a bug that needs the
+    server's first sight of an image would hide from every run after the first."""
     urls = {}
     for m in bundle["scenario"]["media"]:
         rel = bundle["media_files"][m["sha256"]]
         if not (rel.startswith("media/%s." % m["sha256"]) and rel.rsplit(".", 1)[-1].isalnum()):
             raise CannotRun("media file %r is not media/<sha256>.<ext>" % rel)
         data = (HERE / rel).read_bytes()
-        payload = encode_payload(data, m.get("encoding", "base64"))
-        urls[m["sha256"]] = "data:%s;base64,%s" % (m["mime"], payload)
-    return bundle, urls
+        encoding = m.get("encoding", "base64")
+        if nonce and encoding == "base64" and not (m.get("recipe") or {}).get("corruption"):
+            try:
+                data = stamped(data, nonce)
+            except (ValueError, IndexError, struct.error):
+                pass  # a format stamped() does not know, or too damaged: sent as recorded
+        urls[m["sha256"]] = "data:%s;base64,%s" % (m["mime"], encode_payload(data, encoding))
+    return urls
 
 
 def inline(value, urls):
@@ -570,7 +584,8 @@ def main():
         for run in range(max(1, args.runs)):
             if args.runs > 1:
                 print("--- run %d of %d" % (run + 1, args.runs))
-            outcomes = asyncio.run(run_once(bundle, urls, args, headers))
+            fresh = media_urls(bundle, int.from_bytes(os.urandom(4), "big") | 1)
+            outcomes = asyncio.run(run_once(bundle, fresh, args, headers))
             report(outcomes)
             verdicts.append(verdict(outcomes, REQUEST_ID))
             if verdicts[-1] == "fail":
