@@ -12,7 +12,7 @@ external target, or a campaign that does not follow the embedded target's log.
 from __future__ import annotations
 
 from fuzz.model import Failure, Scenario, Trace
-from fuzz.oracles.reading import failure, head
+from fuzz.oracles.reading import error_of, failure, head, parse_or_none
 from fuzz.oracles.registry import oracle
 from fuzz.server_log import classify
 from fuzz.signature import normalise_message
@@ -21,11 +21,14 @@ EVIDENCE_LINES = 80
 
 
 def responses_looked_fine(trace: Trace) -> bool:
-    """No 5xx, transport error or deadline on any request, and a healthy probe."""
+    """No 5xx, transport error, deadline or error event in a stream on any request, and a
+    healthy probe: the log is then evidence for the oracle that saw that."""
     for r in trace.requests:
         if (r.status is not None and r.status >= 500) or r.deadline is not None:
             return False
         if r.error is not None:
+            return False
+        if any(error_of(parse_or_none(ev)) is not None for ev in r.events if '"error"' in ev):
             return False
     probe = trace.probe_after
     return probe is None or (probe.health_status == 200 and probe.canary_ok is not False)

@@ -275,7 +275,10 @@ def test_oracle_leaves_failed_scenarios_to_the_other_oracles() -> None:
     five_hundred = (RequestTrace(id="r0", sent_s=0.0, status=500, end_s=0.1), OK[1])
     hung = (RequestTrace(id="r0", sent_s=0.0, deadline="first_byte", deadline_s=1.0), OK[1])
     reset = (RequestTrace(id="r0", sent_s=0.0, error="ServerDisconnectedError"), OK[1])
-    for requests in (five_hundred, hung, reset):
+    error_event = (RequestTrace(id="r0", sent_s=0.0, status=200, end_s=0.1, events=(
+        '{"choices": []}', '{"error": {"message": "Internal server error", "code": 500}}',
+        "[DONE]")), OK[1])
+    for requests in (five_hundred, hung, reset, error_event):
         assert not responses_looked_fine(_trace(lines, requests))
         assert server_log_clean(SCENARIO, _trace(lines, requests)) == []
     dead = Probe(health_status=None, health_error="refused")
@@ -283,6 +286,10 @@ def test_oracle_leaves_failed_scenarios_to_the_other_oracles() -> None:
     for probe in (dead, wedged):
         assert server_log_clean(SCENARIO, _trace(lines, probe=probe)) == []
     assert server_log_clean(SCENARIO, _trace(lines, probe=None)) != []
+    mentions_error = (RequestTrace(id="r0", sent_s=0.0, status=200, end_s=0.1, events=(
+        '{"choices": [{"delta": {"content": "x", "error": "not an error event"}}]}',
+        "[DONE]")), OK[1])
+    assert server_log_clean(SCENARIO, _trace(lines, mentions_error)) != []  # nested key only
 
 
 def test_oracle_is_registered_and_runs_in_check() -> None:
