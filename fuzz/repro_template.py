@@ -556,7 +556,10 @@ def dump_bodies(bundle, urls, model, folder):
             print(folder / name)
 
 
-def main():
+def main(run_once=run_once, own=False):
+    """The script: parse flags, replay the bundle up to --runs times (each run with its
+    images byte-new), print what came back and exit 1 / 0 / 2. `own` adds what the
+    failures judged by their own machinery need (alone runs, the server's log)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--endpoint", default="http://127.0.0.1:8000", help="server base URL")
@@ -564,9 +567,18 @@ def main():
     ap.add_argument("--api-key", default=os.environ.get("OPENAI_API_KEY"))
     ap.add_argument("--runs", type=int, default=DEFAULT_RUNS,
                     help="replays; still failing if any run fails (default %d)" % DEFAULT_RUNS)
+    if own:
+        ap.add_argument("--alone-runs", type=int, default=CHECK_DATA.get("alone_runs", 2),
+                        help="runs of each compared request on its own, per replay (default %d)"
+                        % CHECK_DATA.get("alone_runs", 2))
+        ap.add_argument("--server-log", metavar="FILE",
+                        help="the server's log file, followed while the requests are answered"
+                        + (" (required: this failure shows only there)"
+                           if CHECK_DATA.get("needs_log") else ""))
     ap.add_argument("--timeout", type=float, help="total seconds per request (default: as recorded)")
     ap.add_argument("--settle", type=float, default=5.0,
-                    help="seconds to watch the server after the requests (default 5)")
+                    help="seconds to %s after the requests (default 5)"
+                    % ("wait for the server's log" if own else "watch the server"))
     ap.add_argument("--dump-bodies", metavar="DIR", help="write the request bodies and exit")
     args = ap.parse_args()
     try:
@@ -576,6 +588,12 @@ def main():
         if args.dump_bodies:
             dump_bodies(bundle, urls, args.model, args.dump_bodies)
             return 0
+        if own and CHECK_DATA.get("needs_log") and not args.server_log:
+            raise CannotRun("this failure shows only in the server's log, so this script "
+                            "needs the server log: --server-log FILE (the file the server "
+                            "writes its log to)")
+        if own and args.server_log and not os.path.isfile(args.server_log):
+            raise CannotRun("no such server log file: %s" % args.server_log)
         headers = {"Authorization": "Bearer " + args.api_key} if args.api_key else {}
         print("failure:   %s\nsignature: %s" % (bundle["failure"]["message"], SIGNATURE))
         print(textwrap.fill(" ".join((CHECK.__doc__ or "").split("\n\n")[0].split()), 88,
@@ -736,63 +754,5 @@ async def run_once_own(bundle, urls, args, headers):
 
 
 def main_own():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--endpoint", default="http://127.0.0.1:8000", help="server base URL")
-    ap.add_argument("--model", help="model id (default: the bundle's, else the server's first)")
-    ap.add_argument("--api-key", default=os.environ.get("OPENAI_API_KEY"))
-    ap.add_argument("--runs", type=int, default=DEFAULT_RUNS,
-                    help="replays; still failing if any run fails (default %d)" % DEFAULT_RUNS)
-    ap.add_argument("--alone-runs", type=int, default=CHECK_DATA.get("alone_runs", 2),
-                    help="runs of each compared request on its own, per replay (default %d)"
-                    % CHECK_DATA.get("alone_runs", 2))
-    ap.add_argument("--server-log", metavar="FILE",
-                    help="the server's log file, followed while the requests are answered"
-                    + (" (required: this failure shows only there)"
-                       if CHECK_DATA.get("needs_log") else ""))
-    ap.add_argument("--timeout", type=float, help="total seconds per request (default: as recorded)")
-    ap.add_argument("--settle", type=float, default=5.0,
-                    help="seconds to wait for the server's log after the requests (default 5)")
-    ap.add_argument("--dump-bodies", metavar="DIR", help="write the request bodies and exit")
-    args = ap.parse_args()
-    try:
-        bundle, urls = load_bundle()
-        target = bundle.get("target") or {}
-        args.model = args.model or target.get("model_id") or target.get("model")
-        if args.dump_bodies:
-            dump_bodies(bundle, urls, args.model, args.dump_bodies)
-            return 0
-        if CHECK_DATA.get("needs_log") and not args.server_log:
-            raise CannotRun("this failure shows only in the server's log, so this script "
-                            "needs the server log: --server-log FILE (the file the server "
-                            "writes its log to)")
-        if args.server_log and not os.path.isfile(args.server_log):
-            raise CannotRun("no such server log file: %s" % args.server_log)
-        headers = {"Authorization": "Bearer " + args.api_key} if args.api_key else {}
-        print("failure:   %s\nsignature: %s" % (bundle["failure"]["message"], SIGNATURE))
-        print(textwrap.fill(" ".join((CHECK.__doc__ or "").split("\n\n")[0].split()), 88,
-                            initial_indent="check:     ", subsequent_indent=" " * 11))
-        verdicts = []
-        for run in range(max(1, args.runs)):
-            if args.runs > 1:
-                print("--- run %d of %d" % (run + 1, args.runs))
-            outcomes = asyncio.run(run_once_own(bundle, urls, args, headers))
-            report(outcomes)
-            verdicts.append(verdict(outcomes, REQUEST_ID))
-            if verdicts[-1] == "fail":
-                break
-    except CannotRun as e:
-        print("COULD NOT RUN: %s" % e)
-        return 2
-    except (OSError, ValueError, KeyError) as e:
-        print("COULD NOT RUN: %s: %s" % (type(e).__name__, e))
-        return 2
-    if "fail" in verdicts:
-        print("STILL FAILING (%s) in run %d of %d" % (SIGNATURE, len(verdicts), args.runs))
-        return 1
-    if "unjudged" in verdicts:
-        print("COULD NOT CHECK: the answers above give nothing to judge this failure by")
-        return 2
-    print("NOT REPRODUCED in %d run(s): fixed, or rarer than recorded" % len(verdicts))
-    return 0
+    return main(run_once_own, own=True)
 '''

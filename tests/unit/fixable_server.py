@@ -53,11 +53,13 @@ class Recorded(FaultServer):
         self.bundle = bundle
 
     def _recorded(self, body: Any) -> Any:
-        """The trace of the scenario request that `body` is (media inlined), or None."""
+        """The trace of the scenario request that `body` is (media inlined), or None.
+        Images are compared by their pixels: replays send them byte-new each run."""
         from fuzz.model import resolve_media
 
+        body = _by_pixels(body)
         for spec in self.bundle.scenario.requests:
-            sent = resolve_media(spec.body, self.bundle.scenario.media)
+            sent = _by_pixels(resolve_media(spec.body, self.bundle.scenario.media))
             if isinstance(body, dict) and isinstance(sent, dict) and all(
                     body.get(k) == v for k, v in sent.items()):
                 return self.bundle.trace.request(spec.id)
@@ -83,3 +85,31 @@ class Recorded(FaultServer):
             await resp.write(f"data: {event}\n\n".encode())
         await resp.write_eof()
         return resp
+
+
+def _by_pixels(value: Any) -> Any:
+    """`value` with every base64 data URL replaced by a digest of the image's pixels (of
+    its bytes when it does not decode), so a stamped copy equals its original."""
+    import base64
+    import binascii
+    import hashlib
+    import io
+
+    from PIL import Image
+
+    if isinstance(value, dict):
+        return {k: _by_pixels(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_by_pixels(v) for v in value]
+    if isinstance(value, str) and value.startswith("data:") and ";base64," in value:
+        try:
+            data = base64.b64decode(value.split(",", 1)[1], validate=True)
+        except (binascii.Error, ValueError):
+            return value
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                data = image.mode.encode() + image.tobytes()
+        except Exception:  # noqa: BLE001 - a broken image is compared by its bytes
+            pass
+        return "pixels:" + hashlib.sha256(data).hexdigest()
+    return value

@@ -342,7 +342,8 @@ def test_committed_bundles_are_rendered_by_this_vlfuzz(corpus_bundles: list[Path
 
 FIXED_COMMITTED = {"tool_call_invalid": {"fault": "ok", "tool_calls": [
     ["get_weather", '{"location": "Lisbon, Portugal"}']]}, "target_dead": {"fault": "ok"},
-    "stream_error_event": {"fault": "ok"}, "server_error": {"fault": "ok"}}
+    "stream_error_event": {"fault": "ok"}, "server_error": {"fault": "ok"},
+    "schema_violation": {"fault": "ok", "content": "{}"}}
 
 
 def test_committed_repro_scripts_fail_on_the_recorded_answers_and_pass_when_fixed(
