@@ -87,6 +87,25 @@ class Media:
         return meta
 
 
+_TRUE_TEXT = frozenset({"1", "on", "t", "true", "y", "yes"})
+_FALSE_TEXT = frozenset({"0", "off", "f", "false", "n", "no"})
+
+
+def lax_bool(value: Any) -> bool | None:
+    """`value` read as pydantic's lax mode reads a bool (vLLM's request models): True and
+    False, 1 and 0, and the strings true/false, yes/no, on/off, t/f, y/n, 1/0 in any case
+    (not padded); None for anything else (the server rejects it). Checked against the
+    pydantic in the embedded target's venv."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        text = value.lower()
+        return True if text in _TRUE_TEXT else False if text in _FALSE_TEXT else None
+    return None
+
+
 @dataclass(frozen=True)
 class RequestSpec:
     """One HTTP request of a scenario: what to send, when, and how the client behaves.
@@ -105,7 +124,9 @@ class RequestSpec:
 
     @property
     def stream(self) -> bool:
-        return bool(isinstance(self.body, Mapping) and self.body.get("stream") is True)
+        """Whether vLLM will stream the answer: its request models read `stream` in lax
+        mode, so `"yes"` and `1` stream too (a strict reading made a false alarm)."""
+        return bool(isinstance(self.body, Mapping) and lax_bool(self.body.get("stream")))
 
     def media_refs(self) -> list[str]:
         """sha256 of every media placeholder in the body (fixture URLs included when

@@ -66,6 +66,17 @@ def body_of(req: dict) -> dict:
     return body if isinstance(body, dict) else {}
 
 
+def streamed(body: dict) -> bool:
+    """Whether the server streams the answer: vLLM reads `stream` as pydantic's lax mode
+    reads a bool (true/false, yes/no, on/off, t/f, y/n, 1/0 in any case, and 1/0)."""
+    value = body.get("stream")
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return value == 1
+    return isinstance(value, str) and value.lower() in ("1", "on", "t", "true", "y", "yes")
+
+
 def error_text(res: dict) -> str:
     """An error answer's `error.message` (vLLM's two shapes, FastAPI's `detail`), or the
     body's head."""
@@ -120,7 +131,7 @@ def choices_of(req: dict, res: dict) -> Any:
     together from stream deltas; None when there is no complete 200 to judge."""
     if not complete_200(res):
         return None
-    if body_of(req).get("stream") is not True:
+    if not streamed(body_of(req)):
         doc = parse_or_none(res.get("body"))
         if not isinstance(doc, dict) or not isinstance(doc.get("choices"), list):
             return None
@@ -232,7 +243,7 @@ def check_body_is_json(pairs: list, after: dict, failure: dict, data: dict) -> l
     json_paths = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/tokenize",
                   "/detokenize")
     for req, res in pairs:
-        if body_of(req).get("stream") is True:
+        if streamed(body_of(req)):
             continue
         if req.get("path", "/v1/chat/completions") not in json_paths and "json" not in (
                 res.get("content_type") or ""):
@@ -449,7 +460,7 @@ def check_stream(pairs: list, after: dict, failure: dict, data: dict) -> list:
     out = []
     for req, res in pairs:
         body = body_of(req)
-        if body.get("stream") is not True or res.get("disconnected"):
+        if not streamed(body) or res.get("disconnected"):
             continue  # a stream the client hung up on is not judged
         expected = "JSON events, no error event, then [DONE]"
         if not (res.get("status") == 200 and not res.get("error") and not res.get("deadline")):
@@ -494,7 +505,7 @@ def check_choice_count(pairs: list, after: dict, failure: dict, data: dict) -> l
         if not complete_200(res):
             out.append((req["id"], "unjudged", expected, why_unjudged(res)))
             continue
-        if body_of(req).get("stream") is True:
+        if streamed(body_of(req)):
             docs = stream_docs(res)
             if any(error_event(d) is not None for d in docs):
                 out.append((req["id"], "unjudged", expected, "the stream carries an error event"))
@@ -549,7 +560,7 @@ def check_usage(pairs: list, after: dict, failure: dict, data: dict) -> list:
         if not complete_200(res):
             out.append((req["id"], "unjudged", expected, why_unjudged(res)))
             continue
-        docs = stream_docs(res) if body.get("stream") is True else [parse_or_none(res.get("body"))]
+        docs = stream_docs(res) if streamed(body) else [parse_or_none(res.get("body"))]
         usages = [d["usage"] for d in docs if isinstance(d, dict) and isinstance(d.get("usage"),
                                                                                  dict)]
         problems = [p for p in (usage_problem(u, cap, n) for u in usages) if p]
@@ -580,11 +591,11 @@ def check_response_shape(pairs: list, after: dict, failure: dict, data: dict) ->
             out.append((req["id"], "unjudged", expected, why_unjudged(res)))
             continue
         elif shape == "chat.completion.chunk":
-            if body_of(req).get("stream") is not True:
+            if not streamed(body_of(req)):
                 continue
             found = [d for d in stream_docs(res) if d is not None and error_event(d) is None]
         else:
-            if body_of(req).get("stream") is True:
+            if streamed(body_of(req)):
                 continue
             found = [d for d in [parse_or_none(res.get("body"))] if d is not None]
         problems = [p for d in found for p in schema_problems(d, schema, docs)]
@@ -688,7 +699,7 @@ def token_answer_of(req: dict, res: dict) -> Any:
     if not complete_200(res):
         return None
     steps, text, finish = [], "", None
-    if body_of(req).get("stream") is True:
+    if streamed(body_of(req)):
         seen = False
         for doc in stream_docs(res):
             ch = first_choice(doc)
@@ -946,7 +957,7 @@ def latency_of(req: dict, res: dict) -> Any:
         return None
     sample = {"ttft_s": None, "tpot_s": None, "e2e_s": res["took_s"]}
     events, times = res.get("events") or [], res.get("event_times")
-    if body_of(req).get("stream") is not True or times is None or len(times) != len(events):
+    if not streamed(body_of(req)) or times is None or len(times) != len(events):
         return sample
     marks = [t for ev, t in zip(events, times) if carries_token(ev)]
     if marks:

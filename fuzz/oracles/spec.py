@@ -55,7 +55,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fuzz.model import CHAT_PATH, Failure, Scenario, Trace
+from fuzz.model import CHAT_PATH, Failure, Scenario, Trace, lax_bool
 from fuzz.oracles.reading import error_message, failure, head, pairs
 from fuzz.oracles.registry import oracle
 
@@ -205,7 +205,7 @@ RULES: tuple[Rule, ...] = (
     Rule("seed_outside_int64", "reject", lambda b: type(_obj(b).get("seed")) is int
          and not _INT64[0] <= b["seed"] <= _INT64[1]),
     Rule("stream_options_without_stream", "reject",
-         lambda b: bool(_obj(b).get("stream_options")) and not _obj(b).get("stream")),
+         lambda b: bool(_obj(b).get("stream_options")) and not lax_bool(_obj(b).get("stream"))),
     Rule("top_logprobs_without_logprobs", "reject",
          lambda b: (v := _top_logprobs(b)) is not None and v > 0 and not _obj(b).get("logprobs")),
     Rule("top_logprobs_negative", "reject",

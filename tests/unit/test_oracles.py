@@ -240,3 +240,27 @@ def test_check_deduplicates_and_survives_garbage() -> None:
     # No oracle crashes on garbage; only the shape oracle judges it.
     assert sorted((f.kind, f.request_id) for f in found) == [
         ("shape_mismatch", "a"), ("shape_mismatch", "b"), ("wrong_choice_count", "a")]
+
+
+# What pydantic (lax mode, as in vLLM's request models) made of `stream`, checked against
+# the vLLM 0.32.0 venv. Found on the real target: `"stream": "yes"` streamed, and a strict
+# reading called the event stream a malformed body.
+@pytest.mark.parametrize("value, server_reads", [
+    (True, True), (False, False), ("yes", True), ("YES", True), ("True", True), ("1", True),
+    ("on", True), ("t", True), ("y", True), ("0", False), ("n", False), ("off", False),
+    (1, True), (0, False), (1.0, True), (0.0, False), (" yes", None), (2, None),
+    ("maybe", None), (1.5, None), (None, None), ([True], None)])
+def test_stream_is_read_as_the_server_reads_it(value: Any, server_reads: bool | None) -> None:
+    from fuzz.model import lax_bool
+    from fuzz.repro_checks import streamed
+
+    assert lax_bool(value) is server_reads
+    assert RequestSpec(id="r", body={"stream": value}).stream is (server_reads is True)
+    assert streamed({"stream": value}) is (server_reads is True)  # repro.py reads it alike
+
+
+def test_a_stream_the_server_read_from_yes_is_judged_as_a_stream() -> None:
+    request = {**CHAT, "stream": "yes"}
+    assert run(request, events=sse({"content": "hi"}), body=None) == []
+    [f] = run(request, events=sse({"content": "hi"}, done=False), body=None)
+    assert f.kind == "stream_malformed"
