@@ -123,7 +123,9 @@ class _Campaign:
         self.triage = Triage(TriageConfig(bundles_dir=bundles_dir(self.config.out_dir,
                                                                   self.config.worker),
                                           seed=self.config.seed, minimize=self.config.minimize,
-                                          budget=self.config.minimize_budget), self, self.redact)
+                                          budget=self.config.minimize_budget,
+                                          recheck_deadlines=self.config.deadlines),
+                             self, self.redact)
 
     def now(self) -> float:
         return self.offset_s + time.monotonic() - self.started

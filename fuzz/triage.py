@@ -18,7 +18,9 @@ bundled is counted as new here but neither bundled nor minimized again.
 
 A hang (a learnt deadline that fired) is often CPU queueing on a loaded target, not a
 wedge. So when new hangs are all that is new in a scenario, the scenario is replayed
-once under the same deadlines before they count (`needs_recheck`). A hang that shows
+once before they count (`needs_recheck`), under the ceiling deadlines when the campaign
+gives them (`TriageConfig.recheck_deadlines`): a request that answers within those was
+slow, not hung. A hang that shows
 up again is handled as any new failure (bundled as reproduced 2 of 2, minimized); one
 that does not is journaled `confirmed: false`, bundled as 1 of 2 so nothing is lost,
 not minimized, and reported apart without failing the run. Seen again later in the
@@ -102,10 +104,17 @@ class Host(Protocol):
 
 @dataclass(frozen=True)
 class TriageConfig:
+    """`recheck_deadlines`: the ceilings a hang's re-check replays every request under
+    (None: the deadlines the scenario was sent with). A learnt deadline flags a request
+    slower than usual; only one that does not answer within the ceilings either is hung.
+    On a host shared with other load, re-checks under the learnt deadlines hung again
+    from contention alone."""
+
     bundles_dir: Path
     seed: int
     minimize: bool = True
     budget: Budget = Budget(max_replays=40, max_wall_s=240.0)
+    recheck_deadlines: Deadlines | None = None
 
 
 _SEVERITY = ("target_dead", "target_wedged", "hang", "server_error", "transport")
@@ -268,13 +277,17 @@ class Triage:
 
     def recheck(self, scenario: Scenario, trace: Trace,
                 deadlines: Mapping[str, Deadlines]) -> Recheck:
-        """Replay `scenario` once under the deadlines it was sent with and judge it with
-        `check`. A replay that fails to run is a re-check that did not confirm."""
+        """Replay `scenario` once, under the re-check ceilings when the config names them
+        (else the deadlines it was sent with), and judge it with `check`. A replay that
+        fails to run is a re-check that did not confirm."""
         skipped = recheck_skipped(self.host.time_left(), trace.wall_s, self.host.stopping())
         if skipped is not None:
             return Recheck(skipped=skipped)
+        ceiling = self.config.recheck_deadlines
+        limits = ({r.id: ceiling for r in scenario.requests} if ceiling is not None
+                  else dict(deadlines))
         try:
-            again = self.host.drive(self.host.replay(scenario, dict(deadlines)))
+            again = self.host.drive(self.host.replay(scenario, limits))
         except Exception as e:  # noqa: BLE001 - the next scenario meets a broken target too
             return Recheck(skipped=f"re-check failed: {type(e).__name__}: {e}"[:300])
         return Recheck(frozenset(f.signature for f in check(scenario, again)), again.wall_s)

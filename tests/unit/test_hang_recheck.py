@@ -243,3 +243,19 @@ def test_the_html_report_mentions_unconfirmed_hangs_without_counting_them(tmp_pa
     seen_hang(host, tmp_path)
     page = render_html(summary_json(host.summary), tmp_path)
     assert "0 unique failure(s)" in page and "1 hang(s) not reproduced on re-check" in page
+
+
+def test_the_recheck_replays_under_the_ceiling_and_minimizing_under_the_learnt_deadlines(
+        tmp_path: Path) -> None:
+    """A learnt deadline flags slowness; the re-check asks whether the request answers at
+    all within the ceilings. The minimizer then keeps the original's deadlines, so the
+    signature it chases stays the one that fired."""
+    ceiling = Deadlines(first_byte_s=120.0, stall_s=60.0, total_s=300.0)
+    host = HangHost([], last=True)
+    seen_hang(host, tmp_path, recheck_deadlines=ceiling)
+    recheck, *minimizing = host.replayed
+    assert recheck[1] == {f"r{i}": ceiling for i in range(4)}
+    assert minimizing and all(d == {"r2": LEARNT} for _, d in minimizing)
+    slow = HangHost([False])  # answered within the ceiling: slow, not hung
+    seen_hang(slow, tmp_path / "slow", recheck_deadlines=ceiling)
+    assert slow.records[0]["confirmed"] is False and len(slow.replayed) == 1
