@@ -8,13 +8,19 @@ then the runner's schedule fidelity and its memory per request.
                             [--rates 50,200,1000] [--fidelity-s 3] [--server-workers 1]
                             [--chunks-per-write 1] [--no-vllm] [--profile DIR]
                             [--runner RUNNER.py] [--baseline-runner OLD_RUNNER.py]
+                            [--baseline-client shared|per-scenario]
+                            [--vlfuzz-loop|--baseline-loop|--server-loop auto|asyncio|uvloop]
                             [--json-out FILE] | --from-json FILE
 
 `--quick` (under a minute on the 2-core VM) runs fewer requests, repeats and seconds;
 the default run takes about three minutes (four with `--baseline-runner`). `--runner`
 loads `run_scenario` from another copy of fuzz/runner.py; `--baseline-runner` runs such
 a copy (e.g. the version before a change) as a third client alternating with the
-others, for a before/after table; a runner without `HttpClient` runs per-scenario.
+others, for a before/after table (`--baseline-client`, default per-scenario, and
+`--baseline-loop`, default asyncio, say how it runs); a runner without `HttpClient`
+runs per-scenario. Event loops: `auto` is what vlfuzz uses (`fuzz.client.new_event_loop`:
+uvloop when installed) and, for the null server, uvloop when installed. The load
+average is recorded at the start and end and beside every run.
 `--profile DIR` writes one cProfile dump per vlfuzz cell, on a CPU-time clock, because
 on a loaded machine wall-clock profiles blame whatever was running when the process got
 preempted.
@@ -250,6 +256,21 @@ class Bodies:
         return {m.sha256: m for m in self.images() if m.sha256 in used} if used else {}
 
 
+def _event_loop(kind: str) -> Any:
+    """auto: what vlfuzz runs in (fuzz.client.new_event_loop: uvloop when installed)."""
+    import asyncio
+    if kind == "uvloop":
+        import uvloop
+        return uvloop.new_event_loop()
+    if kind == "auto":
+        try:
+            from fuzz.client import new_event_loop
+        except ImportError:  # an older tree
+            return asyncio.new_event_loop()
+        return new_event_loop()
+    return asyncio.new_event_loop()
+
+
 def vlfuzz_worker() -> None:
     import asyncio
     import cProfile
@@ -340,7 +361,7 @@ def vlfuzz_worker() -> None:
         elif cmd.get("gc") == "off":
             gc.disable()
         profiler = cProfile.Profile(time.process_time) if cmd.get("profile") else None
-        loop = asyncio.new_event_loop()
+        loop = _event_loop(cmd.get("loop", "auto"))
         try:
             with Meter() as m:
                 if profiler:
@@ -361,7 +382,8 @@ def vlfuzz_worker() -> None:
             errors += e
         n = sum(len(t.requests) for t in traces)
         return {**m.as_dict(), "requests": n, "ok": ok, "failed": n - ok,
-                "rps": ok / m.wall_s, "errors": errors[:3], "shared_client": shared}
+                "rps": ok / m.wall_s, "errors": errors[:3], "shared_client": shared,
+                "loop": type(loop).__module__.split(".")[0]}
 
     def run(cmd: dict[str, Any]) -> dict[str, Any]:
         kind = cmd.get("kind", "throughput")
@@ -503,6 +525,11 @@ def _parse_prompts(text: str, quick: bool = False) -> dict[int, int]:
     return out
 
 
+def _load() -> str:
+    """The load averages (1, 5, 15 min), as uptime prints them."""
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def _fmt(x: float | None, spec: str) -> str:
     return "-" if x is None else format(x, spec)
 
@@ -520,6 +547,7 @@ def print_table(runs: list[dict[str, Any]], workloads: list[str], concs: list[in
     head = ("| workload | conc | prompts | vlfuzz req/s | vllm bench req/s | ratio "
             "| vlfuzz CPU ms/req | vllm CPU ms/req | CPU ratio (vllm/vlfuzz) "
             "| vlfuzz RSS growth MB | vllm RSS growth MB | server CPU % (vlfuzz/vllm) "
+            "| server CPU ms/req (vlfuzz/vllm) "
             "| server idle % (vlfuzz/vllm) | clients waiting for CPU % (vlfuzz/vllm) "
             "| failed (vlfuzz/vllm) |")
     print(head)
@@ -532,6 +560,9 @@ def print_table(runs: list[dict[str, Any]], workloads: list[str], concs: list[in
     def pct(rs: list[dict[str, Any]], key: str) -> float | None:
         vals = [100 * r[key] / r["wall_s"] for r in rs if key in r]
         return statistics.median(vals) if vals else None
+
+    def server_ms(rs: list[dict[str, Any]]) -> float | None:
+        return per_req([r for r in rs if "server_cpu_s" in r], "server_cpu_s", 1000)
 
     def idle(rs: list[dict[str, Any]]) -> float | None:
         """Wall time the server neither ran nor waited for a CPU: it waited for requests."""
@@ -558,6 +589,7 @@ def print_table(runs: list[dict[str, Any]], workloads: list[str], concs: list[in
                   f"| {_fmt(ma / 1024 if ma is not None else None, '.1f')} "
                   f"| {_fmt(mb / 1024 if mb is not None else None, '.1f')} "
                   f"| {_fmt(pct(a, 'server_cpu_s'), '.0f')}/{_fmt(pct(b, 'server_cpu_s'), '.0f')} "
+                  f"| {_fmt(server_ms(a), '.2f')}/{_fmt(server_ms(b), '.2f')} "
                   f"| {_fmt(idle(a), '.0f')}/{_fmt(idle(b), '.0f')} "
                   f"| {_fmt(pct(a, 'runq_wait_s'), '.0f')}/{_fmt(pct(b, 'runq_wait_s'), '.0f')} "
                   f"| {sum(r['failed'] for r in a)}/{sum(r['failed'] for r in b)} |")
@@ -608,9 +640,10 @@ def run_throughput(args: argparse.Namespace, work: Path, base_url: str,
                             "kind": "throughput", "workload": workload, "concurrency": conc,
                             "num_prompts": n, "base_url": base_url, "mode": args.vlfuzz_mode,
                             "seed": rep, "runner": args.runner, "client": args.vlfuzz_client,
-                            "gc": args.vlfuzz_gc}
+                            "gc": args.vlfuzz_gc, "loop": args.vlfuzz_loop}
                         if client == "baseline":
-                            cmd.update(runner=args.baseline_runner, client="per-scenario")
+                            cmd.update(runner=args.baseline_runner, client=args.baseline_client,
+                                       loop=args.baseline_loop)
                         if args.profile and client == "vlfuzz":
                             cmd["profile"] = str(Path(args.profile) / f"{tag}.prof")
                     else:
@@ -624,7 +657,7 @@ def run_throughput(args: argparse.Namespace, work: Path, base_url: str,
                         res["server_cpu_s"] = server.cpu_s() - s0
                         res["server_runq_wait_s"] = server.runq_wait_s() - w0
                     res.update(client=client, workload=workload, concurrency=conc,
-                               repeat=rep, num_prompts=n)
+                               repeat=rep, num_prompts=n, load1=os.getloadavg()[0])
                     runs.append(res)
                     if "error" in res:
                         print(f"  {client:8s} {tag}: ERROR {res['error']}", flush=True)
@@ -636,8 +669,11 @@ def run_throughput(args: argparse.Namespace, work: Path, base_url: str,
                           f"client cpu {100 * res['cpu_s'] / res['wall_s']:.0f}%  "
                           f"(waiting for a CPU {100 * res['runq_wait_s'] / res['wall_s']:.0f}%)  "
                           + (f"server cpu {100 * res['server_cpu_s'] / res['wall_s']:.0f}% "
-                             f"(waiting {100 * res['server_runq_wait_s'] / res['wall_s']:.0f}%)"
+                             f"(waiting {100 * res['server_runq_wait_s'] / res['wall_s']:.0f}%) "
+                             f"{1000 * res['server_cpu_s'] / max(res['requests'], 1):.2f} ms/req"
                              if server else "")
+                          + f"  load {res['load1']:.1f}"
+                          + (f"  {res['loop']}" if "loop" in res else "")
                           + (f"  errors {res['errors']}" if res.get("errors") else ""),
                           flush=True)
     return runs
@@ -732,13 +768,19 @@ def print_all(results: dict[str, Any], args: argparse.Namespace | None = None) -
         print("\n## Throughput (medians of the repeats per cell; RSS growth: the largest)\n")
         if args is not None:
             print(f"null server: {args.server_workers} process(es), {args.chunks_per_write} SSE "
-                  f"event(s) per write; vlfuzz mode: {args.vlfuzz_mode}, client: "
-                  f"{args.vlfuzz_client}" + (f"; runner {args.runner}" if args.runner else "")
+                  f"event(s) per write, loop {args.server_loop}; vlfuzz mode: "
+                  f"{args.vlfuzz_mode}, client: {args.vlfuzz_client}, loop {args.vlfuzz_loop}"
+                  + (f"; runner {args.runner}" if args.runner else "")
+                  + (f"; baseline: {args.baseline_runner} ({args.baseline_client} client, "
+                     f"loop {args.baseline_loop})" if args.baseline_runner else "")
                   + "\n")
+        if results.get("load"):
+            print("load average (1, 5, 15 min) at start → end: "
+                  + " → ".join(results["load"]) + "\n")
         print_table(runs, [w for w in WORKLOADS if any(r["workload"] == w for r in runs)],
                     sorted({r["concurrency"] for r in runs}))
     if any(r["client"] == "baseline" for r in runs):
-        print("\n## Before/after: the baseline runner (per-scenario session) vs this one\n")
+        print("\n## Before/after: the baseline runner (see above) vs this one\n")
         print_before_after(runs)
     if results.get("fidelity"):
         import fidelity
@@ -774,6 +816,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baseline-runner", default=None,
                     help="also run this copy of fuzz/runner.py (per-scenario client) as a "
                          "third client, alternating with the others: before/after figures")
+    ap.add_argument("--vlfuzz-loop", choices=["auto", "asyncio", "uvloop"], default="auto",
+                    help="the vlfuzz worker's event loop (auto: fuzz.client.new_event_loop)")
+    ap.add_argument("--baseline-loop", choices=["auto", "asyncio", "uvloop"],
+                    default="asyncio", help="the baseline runner's event loop")
+    ap.add_argument("--baseline-client", choices=["shared", "per-scenario"],
+                    default="per-scenario", help="the baseline runner's HttpClient use")
+    ap.add_argument("--server-loop", choices=["auto", "asyncio", "uvloop"], default="auto",
+                    help="the null server's event loop (auto: uvloop when installed)")
     ap.add_argument("--vlfuzz-gc", choices=["default", "freeze", "off"], default="default",
                     help="the vlfuzz worker's GC during a cell (vllm bench freezes its heap)")
     ap.add_argument("--rates", default=",".join(str(r) for r in (50, 200, 1000)),
@@ -826,15 +876,16 @@ def main(argv: list[str] | None = None) -> int:
     if base_url is None:
         server = NullServer(work, "null_server", "--workers", str(args.server_workers),
                             "--chunks-per-write", str(args.chunks_per_write),
-                            "--latency-ms", str(args.latency_ms))
+                            "--latency-ms", str(args.latency_ms), "--loop", args.server_loop)
         base_url = server.base_url
 
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {"load": []}
     workers: dict[str, Worker] = {}
     try:
         workers["vlfuzz"] = vlfuzz_worker_process(work)
         if args.baseline_runner and "throughput" in sections:
             workers["baseline"] = vlfuzz_worker_process(work, "baseline")
+        results["load"].append(_load())
         if "throughput" in sections:
             if not args.no_vllm:
                 vpy = args.vllm_python or _default_vllm_python()
@@ -852,6 +903,7 @@ def main(argv: list[str] | None = None) -> int:
         if "memory" in sections:
             results["memory"] = run_memory(args, work, base_url)
     finally:
+        results["load"].append(_load())
         for w in workers.values():
             w.close()
         if server is not None:

@@ -48,6 +48,7 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import target as hypothesis_target
 
 from fuzz import __version__, ledger
+from fuzz.client import new_event_loop
 from fuzz.config import CampaignConfig, journaled_settings
 from fuzz.deadlines import loosest
 from fuzz.disk import DiskCap, DiskWatch, disk_usage
@@ -419,7 +420,7 @@ def run_campaign(config: CampaignConfig, supervisor: Supervisor,
         ledger.fold(read_journal(journal_file), summary)
         summary.stopped_because = "duration reached"
     redact = redact or Redactor()
-    loop = asyncio.new_event_loop()
+    loop = new_event_loop()  # uvloop when installed: less client CPU per request
     # no redactor on the journal itself: `_Campaign.record` redacts each record once
     with Journal(journal_file) as journal, ThreadedFixtureServer() as fixtures:
         log_file = config.server_log or (supervisor.paths.log_file

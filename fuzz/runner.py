@@ -24,6 +24,7 @@ probes live in `fuzz.probe` and are re-exported here.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
@@ -42,6 +43,10 @@ __all__ = ["CANARY_PROMPT", "Endpoint", "HttpClient", "describe_error", "fetch_t
            "prepare_body", "probe_target", "read_metrics", "run_scenario", "settle_metrics"]
 
 _TAIL_EVENTS = 2  # kept past the cap, so [DONE] and the usage chunk stay checkable
+# Every time a trace records, and every deadline, is on this clock, not the loop's:
+# asyncio's loop.time() is this clock, but uvloop's (fuzz.client.new_event_loop) is
+# cached per loop iteration and counts whole milliseconds, too coarse for chunk times.
+_clock = time.monotonic
 
 
 class _Watchdog:
@@ -49,7 +54,8 @@ class _Watchdog:
 
     Every read moves the stall deadline later; that is an assignment here, and the timer
     re-arms itself when it finds the deadline moved, because a timer per read costs more
-    than a token stream's reads themselves."""
+    than a token stream's reads themselves. Times are `_clock`'s; the timer is set with
+    a delay (call_later), so it does not matter what clock the loop keeps."""
 
     __slots__ = ("_loop", "_task", "_handle", "_armed_at", "_total_at", "_total_s",
                  "when", "name", "limit_s", "fired")
@@ -76,11 +82,11 @@ class _Watchdog:
         if self._handle is not None:
             self._handle.cancel()
         self._armed_at = self.when
-        self._handle = self._loop.call_at(self.when, self._check)
+        self._handle = self._loop.call_later(self.when - _clock(), self._check)
 
     def _check(self) -> None:
         self._handle = None
-        if self._loop.time() < self.when:
+        if _clock() < self.when:
             self._arm()
         elif self._task is not None:
             self.fired = True
@@ -162,7 +168,7 @@ def prepare_body(endpoint: Endpoint, scenario: Scenario, spec: RequestSpec, *,
 
 async def _read_body(content: aiohttp.StreamReader, rec: _Recorder, sse: bool,
                      want: int | None, dog: _Watchdog, stall_s: float,
-                     loop: asyncio.AbstractEventLoop, t0: float, last: float) -> bool:
+                     t0: float, last: float) -> bool:
     """Read to the end (True) or until `want` chunks arrived (False: hang up)."""
     parser = SseParser() if sse else None
     readany = content.readany
@@ -170,7 +176,7 @@ async def _read_body(content: aiohttp.StreamReader, rec: _Recorder, sse: bool,
     while want is None or len(times) < want:
         dog.phase("stall", stall_s, last)
         chunk = await readany()
-        last = loop.time()
+        last = _clock()
         if parser is None:
             if not chunk:
                 return True
@@ -188,10 +194,10 @@ async def _run_one(client: HttpClient, endpoint: Endpoint, spec: RequestSpec,
                    headers: dict[str, str], data: bytes | None, prep_error: str | None,
                    t0: float, deadlines: Deadlines, cap: int) -> RequestTrace:
     loop = asyncio.get_running_loop()
-    sent_at = loop.time()
+    sent_at = _clock()
     rec = _Recorder(spec.id, sent_at - t0, cap)
     if prep_error is not None:
-        rec.f.update(error=prep_error, end_s=loop.time() - t0)
+        rec.f.update(error=prep_error, end_s=_clock() - t0)
         return rec.freeze(sse=False)
     dog = _Watchdog(loop, sent_at, deadlines.total_s)
     dog.phase("first_byte", deadlines.first_byte_s, sent_at)
@@ -200,11 +206,11 @@ async def _run_one(client: HttpClient, endpoint: Endpoint, spec: RequestSpec,
     try:
         resp = await client.request(spec.method, endpoint.url(spec.path), data=data,
                                     headers=headers)
-        first = loop.time()
+        first = _clock()
         sse = resp.content_type == "text/event-stream"
         rec.f.update(status=resp.status, headers=dict(resp.headers), first_byte_s=first - t0)
         clean = await _read_body(resp.content, rec, sse, spec.disconnect_after_chunks, dog,
-                                 deadlines.stall_s, loop, t0, first)
+                                 deadlines.stall_s, t0, first)
         rec.f["disconnected"] = not clean
     except asyncio.CancelledError:
         if not dog.owns_cancel():
@@ -218,7 +224,7 @@ async def _run_one(client: HttpClient, endpoint: Endpoint, spec: RequestSpec,
             resp.release()
         elif resp is not None:
             resp.close()  # drop the connection: it may be mid-body or poisoned
-        rec.f["end_s"] = loop.time() - t0
+        rec.f["end_s"] = _clock() - t0
     return rec.freeze(sse=sse)
 
 
@@ -232,12 +238,12 @@ async def _play(client: HttpClient, endpoint: Endpoint, scenario: Scenario,
     headers = {**endpoint.headers(), "Content-Type": "application/json"}
     specs = scenario.requests
     tasks: list[asyncio.Task[RequestTrace] | None] = [None] * len(specs)
-    t0 = loop.time()
+    t0 = _clock()
     try:
         for i in sorted(range(len(specs)), key=lambda i: specs[i].offset_ms):
             spec = specs[i]
-            delay = t0 + spec.offset_ms / 1000.0 - loop.time()
-            if delay > 0:
+            at = t0 + spec.offset_ms / 1000.0
+            while (delay := at - _clock()) > 0:  # a timer may fire a little early
                 await asyncio.sleep(delay)
             data, err = prepared[i]
             tasks[i] = loop.create_task(_run_one(
@@ -250,7 +256,7 @@ async def _play(client: HttpClient, endpoint: Endpoint, scenario: Scenario,
             task.cancel()
         await asyncio.gather(*started, return_exceptions=True)
         raise
-    return results, loop.time() - t0
+    return results, _clock() - t0
 
 
 async def run_scenario(endpoint: Endpoint, scenario: Scenario, deadlines: Deadlines, *,

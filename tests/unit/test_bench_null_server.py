@@ -145,3 +145,50 @@ def test_cli_workers_share_the_port() -> None:
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) == 0
+
+
+def test_one_write_sends_the_same_bytes_as_one_event_per_write() -> None:
+    """--chunks-per-write >= the stream's events: the prebuilt whole response, same bytes."""
+    bodies: dict[int, list[bytes]] = {}
+
+    async def raw(url: str, k: int) -> None:
+        async with aiohttp.ClientSession() as s:
+            for usage in (True, False):
+                body = {"model": "m", "max_tokens": 5, "stream": True,
+                        "stream_options": {"include_usage": usage}}
+                async with s.post(url + "/v1/chat/completions", json=body) as r:
+                    assert r.status == 200 and r.content_type == "text/event-stream"
+                    bodies.setdefault(k, []).append(await r.read())
+            # and the connection is still good for the next request
+            async with s.get(url + "/health") as r:
+                assert r.status == 200
+
+    for k in (1, 3, 1000):
+        serve(lambda url, k=k: raw(url, k), chunks_per_write=k)
+    assert bodies[1] == bodies[3] == bodies[1000]
+    assert sse_data(bodies[1000][0].decode())[-1] == "[DONE]"
+
+
+def test_cli_event_loops() -> None:
+    """--loop asyncio always works; --loop uvloop too when uvloop is installed."""
+    loops = ["asyncio"]
+    if importlib.util.find_spec("uvloop") is not None:
+        loops.append("uvloop")
+    for loop in loops:
+        proc = subprocess.Popen([sys.executable, str(PATH), "--port", "0", "--loop", loop,
+                                 "--tokens", "3"], stdout=subprocess.PIPE, text=True)
+        try:
+            ready = proc.stdout.readline().split()  # type: ignore[union-attr]
+            assert ready and ready[0] == "READY", (loop, ready)
+
+            async def hit() -> None:
+                async with aiohttp.ClientSession() as s:
+                    body = {"stream": True}
+                    async with s.post(ready[1] + "/v1/chat/completions", json=body) as r:
+                        events = sse_data(await r.text())
+                    assert len(events) == 3 + 2 and events[-1] == "[DONE]"
+
+            asyncio.run(hit())
+        finally:
+            proc.terminate()
+            assert proc.wait(timeout=10) == 0

@@ -64,3 +64,31 @@ def test_run_scenario_refuses_a_closed_client_instead_of_blaming_the_server() ->
 
     with pytest.raises(RuntimeError, match="open HttpClient"):
         asyncio.run(run())
+
+
+def _loop_module(monkeypatch: pytest.MonkeyPatch, env: str | None, uvloop_importable: bool) -> str:
+    import sys
+
+    from fuzz.client import LOOP_ENV, loop_name, new_event_loop
+    if env is None:
+        monkeypatch.delenv(LOOP_ENV, raising=False)
+    else:
+        monkeypatch.setenv(LOOP_ENV, env)
+    if not uvloop_importable:
+        monkeypatch.setitem(sys.modules, "uvloop", None)  # `import uvloop` raises ImportError
+    loop = new_event_loop()
+    try:
+        return loop_name(loop)
+    finally:
+        loop.close()
+
+
+def test_event_loop_falls_back_to_asyncio_without_uvloop(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _loop_module(monkeypatch, None, uvloop_importable=False) == "asyncio"
+
+
+def test_event_loop_is_uvloop_when_installed_unless_asked_not_to(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("uvloop")
+    assert _loop_module(monkeypatch, None, uvloop_importable=True) == "uvloop"
+    assert _loop_module(monkeypatch, "asyncio", uvloop_importable=True) == "asyncio"
