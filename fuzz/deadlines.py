@@ -16,7 +16,7 @@ bookkeeping: no I/O, no clock.
 from __future__ import annotations
 
 import math
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -24,6 +24,10 @@ from typing import Any
 from fuzz.model import Deadlines, RequestSpec, RequestTrace, Scenario
 
 PHASES = ("first_byte_s", "stall_s", "total_s")
+# Size classes kept (least recently observed dropped past it): the class space is
+# thousands wide (stream x images x prompt x output cap x concurrency buckets), and
+# each class's window would otherwise keep up to `window` samples for the whole run.
+MAX_CLASSES = 256
 DEADLINE_OF_PHASE = {"first_byte_s": "first_byte", "stall_s": "stall", "total_s": "total"}
 _STEPS = (1.0, 2.0, 5.0)
 
@@ -119,16 +123,19 @@ class DeadlinePolicy:
     def __init__(self, *, floor: Deadlines = Deadlines(5.0, 5.0, 15.0),
                  ceiling: Deadlines = Deadlines(120.0, 60.0, 300.0), k: float = 4.0,
                  quantile: float = 99.0, min_samples: int = 20, window: int = 500,
-                 overrides: Mapping[str, float] | None = None, steps: bool = False) -> None:
+                 overrides: Mapping[str, float] | None = None, steps: bool = False,
+                 max_classes: int = MAX_CLASSES) -> None:
         unknown = set(overrides or {}) - set(PHASES)
         if unknown:
             raise ValueError(f"unknown deadline phases: {sorted(unknown)}")
-        if k <= 0 or min_samples < 1 or window < min_samples:
-            raise ValueError("need k > 0 and 1 <= min_samples <= window")
+        if k <= 0 or min_samples < 1 or window < min_samples or max_classes < 1:
+            raise ValueError("need k > 0, 1 <= min_samples <= window and max_classes >= 1")
         self.floor, self.ceiling, self.k, self.quantile = floor, ceiling, k, quantile
         self.min_samples, self.window, self.steps = min_samples, window, steps
         self.overrides = dict(overrides or {})
-        self._samples: dict[SizeClass | None, deque[dict[str, float]]] = {}
+        self.max_classes = max_classes
+        # least recently observed first; the overall pool (key None) is never dropped
+        self._samples: OrderedDict[SizeClass | None, deque[dict[str, float]]] = OrderedDict()
 
     def observe(self, spec: RequestSpec, request_trace: RequestTrace,
                 concurrency: int = 1) -> bool:
@@ -139,7 +146,14 @@ class DeadlinePolicy:
         cls = size_class(spec, concurrency)
         for key in (cls, cls.coarse(), None):
             self._samples.setdefault(key, deque(maxlen=self.window)).append(lat)
+            self._samples.move_to_end(key)
+        while len(self._samples) > self.max_classes + 1:  # None was just moved last
+            self._samples.popitem(last=False)
         return True
+
+    def classes(self) -> int:
+        """How many size classes (fine and coarse) hold samples: at most `max_classes`."""
+        return sum(key is not None for key in self._samples)
 
     def observe_scenario(self, scenario: Scenario, traces: Sequence[RequestTrace]) -> int:
         """`observe` every request of a scenario at its concurrency; how many counted."""

@@ -24,14 +24,30 @@ from fuzz.strategies.seed_images import SeedFile, SeedImage, seed_media
 ImageKey = Union[ImageRecipe, SeedImage]
 
 
+RENDER_CACHE_BYTES = 32 * 2**20
+
+
 class RenderCache:
     """Process-wide memo of rendered images, bounded by total bytes: re-encoding a
-    megapixel TIFF each time Hypothesis re-draws its recipe dominated generation."""
+    megapixel TIFF each time Hypothesis re-draws its recipe dominated generation.
 
-    def __init__(self, max_bytes: int = 128 * 2**20) -> None:
+    Small on purpose: re-draws come soon after the first draw (within a round), and a
+    campaign's rounds use fresh seeds, so across rounds about 3% of draws hit; a big
+    memo is mostly images never drawn again, held for the whole campaign (at 128 MiB
+    it was most of an overnight campaign's memory growth, see bench/campaign_memory.py)."""
+
+    def __init__(self, max_bytes: int = RENDER_CACHE_BYTES) -> None:
         self.max_bytes = max_bytes
         self._items: OrderedDict[ImageKey, tuple[Media, str]] = OrderedDict()
         self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of image data held (at most `max_bytes`)."""
+        return self._bytes
 
     def get(self, key: ImageKey, make: Callable[[], Media] | None = None) -> tuple[Media, str]:
         """(media, sha256) for `key`, made by `make` (default: `render(key)`) once."""
