@@ -8,10 +8,13 @@ minimizer reproduces the failure and keeps exactly the two requests it needs."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import itertools
 import json
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -22,14 +25,16 @@ from aiohttp import web
 from faults import FaultServer, error_json
 
 import fuzz.campaign as campaign
-from fuzz.bundle import load_bundle
+from fuzz.bundle import Bundle, fuzzer_info, load_bundle, write_bundle
 from fuzz.campaign import CampaignConfig, run_campaign
 from fuzz.events import MinimizationStarted, ScenarioFinished
 from fuzz.journal import read_journal
 from fuzz.media import ImageRecipe, render
 from fuzz.minimize import Budget
+from fuzz.oracles import check
+from fuzz.replay import replay_bundle
 from fuzz.model import Deadlines, RequestSpec, Scenario, media_url
-from fuzz.runner import Endpoint
+from fuzz.runner import Endpoint, run_scenario
 from fuzz.supervisor import ExternalSupervisor
 
 FAST = Deadlines(first_byte_s=10.0, stall_s=10.0, total_s=15.0)
@@ -122,51 +127,32 @@ def test_the_minimizer_reproduces_a_first_sight_cache_bug_and_keeps_both_request
     assert bundle.scenario.media and all(key == m.sha256 for key, m in bundle.scenario.media.items())
 
 
+def recorded_bundle(endpoint: Endpoint) -> Bundle:
+    """The two requests that matter, sent once to a fresh server and bundled as found."""
+    minimal = poisoning_scenario(0).with_requests(
+        tuple(r for r in poisoning_scenario(0).requests if r.id in ("rejected", "victim")))
+    trace = asyncio.run(run_scenario(endpoint, minimal, FAST))
+    [failure] = [f for f in check(minimal, trace) if f.kind == "server_error"]
+    return Bundle(minimal, failure, trace, (1, 1), {}, fuzzer_info(1), 2)
+
+
 def test_a_bundle_replay_meets_the_media_for_the_first_time_in_every_run() -> None:
     """Three runs of the bundle against one server: each run's image is byte-new, so
     the cache bug shows in all three, not only in the first."""
-    import asyncio
-
-    from fuzz.bundle import Bundle, fuzzer_info
-    from fuzz.oracles import check
-    from fuzz.replay import replay_bundle
-    from fuzz.runner import run_scenario
-
-    minimal = poisoning_scenario(0).with_requests(
-        tuple(r for r in poisoning_scenario(0).requests if r.id in ("rejected", "victim")))
-
-    async def go(url: str) -> tuple[int, int, str]:
-        endpoint = Endpoint(url, "fault-model")
-        trace = await run_scenario(endpoint, minimal, FAST)
-        [failure] = [f for f in check(minimal, trace) if f.kind == "server_error"]
-        bundle = Bundle(minimal, failure, trace, (1, 1), {}, fuzzer_info(1), 2)
-        result = await replay_bundle(bundle, endpoint, runs=3, deadlines=FAST)
-        return result.failing_runs, result.runs, result.verdict.name
-
     with PoisoningServer() as server:
-        failing, runs, verdict = asyncio.run(go(server.base_url))
+        endpoint = Endpoint(server.base_url, "fault-model")
+        result = asyncio.run(replay_bundle(recorded_bundle(endpoint), endpoint, runs=3,
+                                           deadlines=FAST))
         hits = server.poison_hits
-    assert (failing, runs, verdict) == (3, 3, "STILL_FAILING") and hits == 4
+    assert (result.failing_runs, result.runs, result.verdict.name) == (3, 3, "STILL_FAILING")
+    assert hits == 4
 
 
 def test_repro_py_run_twice_against_one_server_fails_both_times(tmp_path: Path) -> None:
     """A maintainer runs repro.py, then runs it again: the second run must not pass
     because the server remembered the image from the first."""
-    import asyncio
-    import subprocess
-    import sys
-
-    from fuzz.bundle import Bundle, fuzzer_info, write_bundle
-    from fuzz.oracles import check
-    from fuzz.runner import run_scenario
-
-    minimal = poisoning_scenario(0).with_requests(
-        tuple(r for r in poisoning_scenario(0).requests if r.id in ("rejected", "victim")))
     with PoisoningServer() as server:
-        endpoint = Endpoint(server.base_url, "fault-model")
-        trace = asyncio.run(run_scenario(endpoint, minimal, FAST))
-        [failure] = [f for f in check(minimal, trace) if f.kind == "server_error"]
-        folder = write_bundle(Bundle(minimal, failure, trace, (1, 1), {}, fuzzer_info(1), 2),
+        folder = write_bundle(recorded_bundle(Endpoint(server.base_url, "fault-model")),
                               tmp_path)
         codes = [subprocess.run([sys.executable, str(folder / "repro.py"), "--endpoint",
                                  server.base_url, "--runs", "1", "--settle", "0"],
