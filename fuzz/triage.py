@@ -20,13 +20,13 @@ A hang (a learnt deadline that fired) is often CPU queueing on a loaded target, 
 wedge. So when new hangs are all that is new in a scenario, the scenario is replayed
 once before they count (`needs_recheck`), under the ceiling deadlines when the campaign
 gives them (`TriageConfig.recheck_deadlines`): a request that answers within those was
-slow, not hung. A hang that shows
-up again is handled as any new failure (bundled as reproduced 2 of 2, minimized); one
-that does not is journaled `confirmed: false`, bundled as 1 of 2 so nothing is lost,
-not minimized, and reported apart without failing the run. Seen again later in the
-campaign, an unconfirmed hang is re-checked again (at most `MAX_RECHECKS` replays in
-all); a re-check that hangs again confirms it, and it is then bundled and minimized
-from that scenario exactly as if it had been confirmed when first seen.
+slow, not hung. A hang that shows up again is handled as any new failure (bundled as
+reproduced 2 of 2, minimized); one that does not is journaled `confirmed: false`,
+bundled as 1 of 2 so nothing is lost, not minimized, and reported apart without failing
+the run. Seen again later in the campaign, an unconfirmed hang is re-checked again (at
+most `MAX_RECHECKS` replays in all); a re-check that hangs again confirms it, and it is
+then bundled and minimized from that scenario exactly as if it had been confirmed when
+first seen.
 """
 
 from __future__ import annotations
