@@ -36,6 +36,7 @@ from fuzz.isolation import (AloneLatency, CalibrationError, ConfirmPolicy, Noise
                             insert_request, interference_failures, interference_replay, is_probe,
                             isolation_failures, isolation_replay, measure_noise, plant_canary,
                             probe_request, request_key, subject_ids)
+from fuzz.isolation.interference import NEIGHBOUR_FACTOR
 from fuzz.isolation_record import INTERFERENCE_KINDS, ISOLATION_KINDS, JudgedBy, with_judged_by
 from fuzz.minimize import Replay
 from fuzz.model import CHAT_PATH, FIXTURE_SCHEME, Deadlines, Failure, RequestSpec, Scenario, Trace
@@ -229,7 +230,8 @@ class IsolationWatch:
     def __init__(self, endpoint: Callable[[], Endpoint], calibration: Calibration, *,
                  factor: float = 5.0, policy: ConfirmPolicy = ConfirmPolicy()) -> None:
         self.endpoint, self.calibration, self.policy = endpoint, calibration, policy
-        self.rule = SlowdownRule(factor=factor)
+        # starvation, not batch cost: slowed also against the neighbours of the same run
+        self.rule = SlowdownRule(factor=factor, neighbour_factor=NEIGHBOUR_FACTOR)
         self.victims = {calibration.alone.key: calibration.alone}
         self.cache = _LruCache(ALONE_CACHE_ENTRIES)
         self.probes = calibration.probes()

@@ -15,7 +15,9 @@ still there. So each is judged with the machinery the campaign used:
   model, or no comparable answer in a run: cannot be judged.
 - `interference_slowdown`: the victim's alone latency measured afresh, each run judged
   by the recorded rule; after a run that breaks it, the victim is measured alone again,
-  so that a target now slow for everyone is not taken for interference.
+  so that a target now slow for everyone is not taken for interference A rule
+  with a fairness guard (`SlowdownRule.neighbour_factor`) also judges the victim against
+  the other requests of each run; one recorded without it judges as it always did.
 
 A `Tally` says what the runs showed; `fuzz.replay.verdict_of` turns it into the verdict.
 """
@@ -33,7 +35,7 @@ from fuzz.bundle import Bundle
 from fuzz.isolation import (CalibrationError, NoiseModel, SlowdownRule, alone_answers,
                             calibrate_latency, interference_suspects, is_probe, isolation_replay,
                             judge_slowdown, latency_sample, token_answer)
-from fuzz.isolation.interference import LatencySample, median_of
+from fuzz.isolation.interference import LatencySample, median_of, neighbour_ratio
 from fuzz.isolation_record import (INTERFERENCE_KINDS, ISOLATION_KINDS, JudgedBy, judged_by,
                                    needs_alone)
 from fuzz.model import Deadlines, Failure, RequestTrace, Scenario, Trace
@@ -310,6 +312,9 @@ async def replay_interference(bundle: Bundle, endpoint: Any, *, runs: int,
     unjudged: list[str] = []
     samples: list[LatencySample] = []
     slowed: list[LatencySample] = []
+    # the neighbours' waits in each run of `samples` / `slowed` (the rule's fairness guard)
+    samples_beside: list[tuple[LatencySample, ...] | None] = []
+    slowed_beside: list[tuple[LatencySample, ...] | None] = []
     done = 0
     for i in range(runs):
         try:
@@ -328,16 +333,27 @@ async def replay_interference(bundle: Bundle, endpoint: Any, *, runs: int,
         if sample is None:
             unjudged.append(f"run {i + 1}: the victim {rid} gave no complete answer ({_why(rt)})")
             continue
+        beside = rule.neighbours(scenario, trace, rid)
         samples.append(sample)
+        samples_beside.append(beside)
         if any(f.signature == sig for f in found):
             slowed.append(sample)
-    slowdown = judge_slowdown(before.samples, slowed or samples, rule, request_id=rid)
+            slowed_beside.append(beside)
+    judged_samples, judged_beside = (slowed, slowed_beside) if slowed \
+        else (samples, samples_beside)
+    slowdown = judge_slowdown(before.samples, judged_samples, rule, request_id=rid,
+                              neighbours=judged_beside)
     recorded = failure.evidence.get("slowdown")
     recorded = recorded if isinstance(recorded, Mapping) else {}
     metric = slowdown.metric if slowdown else str(recorded.get("metric", "e2e_s"))
     ratio = recorded.get("ratio")
-    note = latency_note(metric, before.samples, slowed or samples, rule,
+    note = latency_note(metric, before.samples, judged_samples, rule,
                         float(ratio) if isinstance(ratio, (int, float)) else None)
+    fair = (neighbour_ratio(judged_samples, judged_beside, metric, rule.resolution_s)
+            if rule.neighbour_factor is not None else None)
+    if fair is not None:
+        note += (f"; it took {fair:.1f}x as long as its neighbours "
+                 f"(limit {rule.neighbour_factor:g}x)")
     if slowed:
         try:
             after = await calibrate_latency(endpoint, scenario, rid, runs=ALONE_LATENCY_RUNS,
@@ -345,7 +361,8 @@ async def replay_interference(bundle: Bundle, endpoint: Any, *, runs: int,
         except CalibrationError as e:
             return Tally(done, 0, tuple(observed), tuple(unjudged),
                          f"the victim was slowed, then failed alone: {e}", note)
-        if judge_slowdown(after.samples, slowed, rule, request_id=rid) is None:
+        if judge_slowdown(after.samples, slowed, rule, request_id=rid,
+                          neighbours=slowed_beside) is None:
             return Tally(done, 0, tuple(observed), tuple(unjudged),
                          "the victim is now slow alone as well: interference cannot be "
                          "told from a target that became slow for everyone", note)

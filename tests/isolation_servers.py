@@ -108,7 +108,7 @@ class IsolationServer:
 
     def __init__(self, mode: str = "healthy", *, ttft_s: float = 0.03, tpot_s: float = 0.003,
                  jitter_alone: float = 0.0, jitter_batched: float = 0.0, flip_p: float = 0.0,
-                 load_slowdown: float = 0.0, stall_s: float = 0.6, heavy_s: float = 0.5,
+                 load_slowdown: float = 0.0, stall_s: float = 1.0, heavy_s: float = 0.2,
                  seed: int = 0, model: str = "iso-model") -> None:
         if mode not in MODES:
             raise ValueError(f"mode {mode!r} not in {MODES}")

@@ -137,11 +137,13 @@ async def confirm_interference(endpoint: Endpoint, scenario: Scenario,
     """Slowdowns that come back: in `need` replays the victim is slowed, and the
     median over the replays breaks the rule against the calibrated alone latency and
     against a fresh alone measurement taken right after (so a target that became
-    slow for everyone does not count as interference)."""
+    slow for everyone does not count as interference). Under the rule's fairness guard
+    the median is also judged against the victim's neighbours in each replay."""
     if not suspects:
         return Verdict()
     ids = [f.request_id for f in suspects if f.request_id is not None]
     observed: dict[str, list[LatencySample]] = {rid: [] for rid in ids}
+    beside: dict[str, list[tuple[LatencySample, ...] | None]] = {rid: [] for rid in ids}
     hits: Counter[str] = Counter()
     runs = 0
     while runs < policy.runs:
@@ -155,6 +157,7 @@ async def confirm_interference(endpoint: Endpoint, scenario: Scenario,
             sample = latency_sample(scenario.request(rid), trace.request(rid))
             if sample is not None:
                 observed[rid].append(sample)
+                beside[rid].append(rule.neighbours(scenario, trace, rid))
             hits[rid] += rid in slowed
     confirmed, unconfirmed = [], []
     for f in suspects:
@@ -164,12 +167,16 @@ async def confirm_interference(endpoint: Endpoint, scenario: Scenario,
             unconfirmed.append(f)
             continue
         fresh = await _alone_samples(endpoint, scenario, rid, policy.alone_runs, deadlines)
-        median = judge_slowdown(calibrated.samples, observed[rid], rule, request_id=rid)
-        again = judge_slowdown(fresh, observed[rid], rule, request_id=rid) if fresh else median
+        median = judge_slowdown(calibrated.samples, observed[rid], rule, request_id=rid,
+                                neighbours=beside[rid])
+        again = judge_slowdown(fresh, observed[rid], rule, request_id=rid,
+                               neighbours=beside[rid]) if fresh else median
         if median is None or again is None:
             unconfirmed.append(f)
             continue
         extra = {"slowdown": median.to_json(), "observed": [s.to_json() for s in observed[rid]],
+                 **({} if rule.neighbour_factor is None else
+                    {"neighbours": [[n.to_json() for n in b or ()] for b in beside[rid]]}),
                  "alone_fresh": [s.to_json() for s in fresh],
                  "alone_calibrated": [s.to_json() for s in calibrated.samples]}
         confirmed.append(_confirmed(slowdown_failure(median), hits[rid], runs, policy, extra,

@@ -57,14 +57,16 @@ def interference_suspects(scenario: Scenario, trace: Trace,
                           victims: Mapping[str, AloneLatency],
                           rule: SlowdownRule = SlowdownRule()) -> list[Failure]:
     """Calibrated victims (`victims`: request key -> alone latency) slowed down in
-    this one run."""
+    this one run (and, under the rule's fairness guard, slowed relative to the other
+    requests of the run: `SlowdownRule`)."""
     out = []
     for spec, rt in pairs(scenario, trace):
         alone = victims.get(request_key(spec))
         sample = latency_sample(spec, rt) if alone is not None else None
         if alone is None or sample is None:
             continue
-        s = judge_slowdown(alone.samples, [sample], rule, request_id=spec.id)
+        s = judge_slowdown(alone.samples, [sample], rule, request_id=spec.id,
+                           neighbours=[rule.neighbours(scenario, trace, spec.id)])
         if s is not None:
             out.append(slowdown_failure(s))
     return out

@@ -5,7 +5,8 @@ merely noisy. The faulty ones must be caught and confirmed by replay; the noisy 
 must raise nothing. The minimizer shrinks the neighbours and keeps the subject.
 
 The only timing judged is the interference oracle's own (a 20x stall against a 5x
-limit), so the tests hold on a loaded machine."""
+limit; under the fairness guard, a victim stalled 1 s while its neighbours took a
+fraction of that against a 2x limit), so the tests hold on a loaded machine."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from isolation_servers import IsolationServer
 
 from fuzz.isolation import (ConfirmPolicy, NoiseModel, SlowdownRule, Verdict, calibrate_latency,
                             canary, derive_noise, interference_failures, interference_replay,
+                            interference_suspects,
                             isolation_failures, isolation_replay, isolation_suspects,
                             measure_noise, plant_canary, probe_ids, probe_request,
                             subject_ids)
@@ -32,6 +34,8 @@ from fuzz.runner import Endpoint, run_scenario
 DL = Deadlines(first_byte_s=10.0, stall_s=10.0, total_s=30.0)
 POLICY = ConfirmPolicy(runs=3, need=2, alone_runs=2)
 RULE = SlowdownRule(factor=5.0, min_excess_s=0.1, min_excess_tpot_s=0.01)  # a 20x stall
+FAIR = SlowdownRule(factor=5.0, min_excess_s=0.1, min_excess_tpot_s=0.01, neighbour_factor=2.0)
+STALL = {"stall_s": 1.0, "heavy_s": 0.2}  # the victim waits 5x as long as the heavy one
 
 
 def image(tag: str) -> Media:
@@ -165,30 +169,84 @@ def test_one_token_perturbed_under_concurrency_is_caught_confirmed_and_minimized
 
 
 def test_stalled_victim_is_caught_confirmed_and_its_neighbours_minimized() -> None:
+    """The victim stalls behind the heavy request while neutral requests sent once the
+    heavy one is done are served at once: starved, under the fairness guard too."""
     victim = probe_request("V", "I am the victim.", stream=True)
-    scenario = scenario_of(victim, *neutral_requests(3), heavy("H"),
-                           *neutral_requests(2, prefix="late"))
+    scenario = scenario_of(victim, *neutral_requests(3, offset_ms=700.0), heavy("H"),
+                           *neutral_requests(2, prefix="late", offset_ms=700.0))
 
     async def test(server: IsolationServer, ep: Endpoint) -> Any:
         alone = await calibrate_latency(ep, scenario, "V", runs=5, deadlines=DL)
         verdict = await interference_failures(ep, scenario, await play(ep, scenario),
-                                              {alone.key: alone}, rule=RULE, policy=POLICY,
+                                              {alone.key: alone}, rule=FAIR, policy=POLICY,
                                               deadlines=DL)
-        replay = interference_replay(ep, victim, alone, rule=RULE, deadlines=DL)
+        assert verdict.confirmed, verdict
+        replay = interference_replay(ep, victim, alone, rule=FAIR, deadlines=DL)
         result = await minimize(scenario, verdict.confirmed[0].signature, replay,
                                 budget=Budget(max_replays=60, max_wall_s=180.0), final_runs=2)
         return alone, verdict, result
 
-    alone, verdict, result = served("stall", test, stall_s=0.6, heavy_s=0.5)
+    alone, verdict, result = served("stall", test, **STALL)
     assert found(verdict) == {("interference_slowdown", "", "V")}
     slowdown = verdict.confirmed[0].evidence["slowdown"]
-    assert slowdown["ratio"] > RULE.factor
+    assert slowdown["ratio"] > FAIR.factor
+    assert slowdown["neighbour_ratio"] > FAIR.neighbour_factor
     excess = slowdown["observed_median_s"] - slowdown["alone_median_s"]
     assert excess > RULE.floor(slowdown["metric"])
     assert len(verdict.confirmed[0].evidence["alone_fresh"]) == POLICY.alone_runs
     assert {r.id for r in result.scenario.requests} == {"V", "H"}
     assert result.scenario.request("V").body == victim.body  # the victim is kept as it was
     assert result.final.hits >= 1
+
+
+def test_a_batch_slow_for_every_light_request_is_no_interference() -> None:
+    """Every light request stalls while the heavy one is in flight: the victim is 20x
+    slower than alone, but no slower than its neighbours. The guard lets it pass; the
+    rule without it calls it a slowdown."""
+    victim = probe_request("V", "I am the victim.", stream=True)
+    scenario = scenario_of(victim, *neutral_requests(4), heavy("H"))
+
+    async def test(server: IsolationServer, ep: Endpoint) -> Any:
+        alone = await calibrate_latency(ep, scenario, "V", runs=3, deadlines=DL)
+        trace = await play(ep, scenario)
+        verdict = await interference_failures(ep, scenario, trace, {alone.key: alone},
+                                              rule=FAIR, policy=POLICY, deadlines=DL)
+        return verdict, interference_suspects(scenario, trace, {alone.key: alone}, RULE)
+
+    verdict, unguarded = served("stall", test, **STALL)
+    assert verdict == Verdict()  # not even a suspect: nothing replayed
+    assert [f.request_id for f in unguarded] == ["V"]
+
+
+def test_the_replay_judge_applies_a_recorded_fairness_guard() -> None:
+    """`vlfuzz replay` judges a bundle whose rule has the guard by it: the starved
+    victim still fails, the one merely as slow as its batch does not."""
+    from fuzz.bundle import Bundle, fuzzer_info
+    from fuzz.isolation_record import JudgedBy, with_judged_by
+    from fuzz.oracles import check
+    from fuzz.replay_judges import replay_interference
+    from fuzz.triage import first_reproduced
+
+    victim = probe_request("V", "I am the victim.", stream=True)
+    starved = scenario_of(victim, *neutral_requests(3, offset_ms=700.0), heavy("H"))
+    batch = scenario_of(victim, *neutral_requests(4), heavy("H"))
+
+    async def test(server: IsolationServer, ep: Endpoint) -> Any:
+        tallies = []
+        for scenario in (starved, batch):
+            alone = await calibrate_latency(ep, scenario, "V", runs=3, deadlines=DL)
+            trace = await play(ep, scenario)
+            f = interference_suspects(scenario, trace, {alone.key: alone}, RULE)[0]
+            f = with_judged_by(f, JudgedBy(subjects=("V",), rule=FAIR, alone=alone))
+            bundle = Bundle(scenario, f, trace, first_reproduced(f), {"model_id": "iso-model"},
+                            fuzzer_info(0), len(scenario.requests))
+            tallies.append(await replay_interference(bundle, ep, runs=2, deadlines=DL,
+                                                     check=check))
+        return tallies
+
+    slowed, batched = served("stall", test, **STALL)
+    assert slowed.failing == 2 and "as long as its neighbours (limit 2x)" in slowed.note
+    assert batched.runs == 2 and batched.failing == 0 and batched.error is None
 
 
 def test_a_merely_noisy_server_raises_nothing() -> None:
