@@ -37,16 +37,24 @@ def _default_config(path: Path) -> bool:
     return "--structured-outputs-config" not in argv and "--async-scheduling" not in argv
 
 
+# Bundles that fail only on a server whose structured-output backend `auto` latched to
+# guidance (its first structured request needed guidance, e.g. a `multipleOf`): vLLM 0.32
+# keeps one backend per engine, and the test session's target latches to xgrammar.
+NEEDS_GUIDANCE_LATCH = ("-log-ke-5a7760cd", "-schema-n-e6a5551a")
+
 # The regression set's vLLM bugs that leave the server alive and need no other server
 # flags, replayed on every CI run (the engine-killing one costs a restart, ~2 min, and a
 # bug of the outlines backend needs a server started with it: both replayed by hand).
 SURVIVABLE = sorted(p for p in (REPO / "corpora" / "bundles").iterdir()
                     if (p / "bundle.json").exists() and _default_config(p)
+                    and not p.name.endswith(NEEDS_GUIDANCE_LATCH)
                     and load_bundle(p).failure.kind not in ("target_dead", "target_wedged"))
 
 
 def test_every_survivable_corpus_bundle_still_fails_on_the_real_target(real_target):
     assert len(SURVIVABLE) >= 3
+    names = [p.name for p in (REPO / "corpora" / "bundles").iterdir()]
+    assert all(any(n.endswith(x) for n in names) for x in NEEDS_GUIDANCE_LATCH)  # not stale
     proc = _replay(*map(str, SURVIVABLE), "--endpoint", real_target.base_url, "--runs", "2")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert proc.stdout.count("STILL FAILING") == len(SURVIVABLE), proc.stdout
