@@ -123,7 +123,9 @@ def recorded_result(rt: RequestTrace) -> dict[str, Any]:
             "content_type": content_type.split(";")[0].strip(), "error": rt.error,
             "deadline": rt.deadline, "deadline_s": rt.deadline_s,
             "disconnected": rt.disconnected, "body_truncated": rt.body_truncated,
-            "took_s": rt.latency_s}
+            "took_s": rt.latency_s, "sent_s": rt.sent_s,
+            "event_times": ([t - rt.sent_s for t in rt.chunk_times_s] if rt.events
+                            and len(rt.chunk_times_s) == len(rt.events) else None)}
 
 
 def recorded_after(trace: Trace) -> dict[str, Any]:

@@ -13,11 +13,12 @@ Every check has the signature `check(pairs, after, failure, data) -> outcomes`:
   `res` is what happened to it: `status`, `body` (text, non-streaming answers),
   `events` (SSE `data:` payloads), `content_type`, `error` (transport failure),
   `deadline`/`deadline_s` (the client deadline that cut it), `disconnected` (the client
-  hung up on purpose), `body_truncated`, `took_s`;
+  hung up on purpose), `body_truncated`, `took_s`, `sent_s` (after the scenario's
+  start) and `event_times` (each event's seconds after sending);
 - `after`: the server after the requests: `health_before`, `health`, `health_error`,
   `canary_ok`, `canary_error`, `metrics_before`, `metrics_after` (absent: not probed);
   for the isolation, interference and server-log checks also `alone` (request id ->
-  results of that request run on its own; timed ones carry `event_times`) and
+  results of that request run on its own) and
   `log_lines` (what the server's log gained meanwhile);
 - `failure`: bundle.json's `failure`; `data`: what the check needs beyond the bundle;
 - an outcome is `(where, verdict, expected, actual)`, verdict "fail", "pass" or
@@ -966,10 +967,55 @@ def latency_of(req: dict, res: dict) -> Any:
     return sample
 
 
-def slowdown(alone: list, observed: list, rule: dict) -> Any:
+def fair_measure(sample: dict, metric: str) -> Any:
+    """What the fairness guard compares for a slowed `metric`: the wait (time to first
+    token, else end to end) for time to first token, end to end otherwise."""
+    if metric == "ttft_s":
+        return sample["ttft_s"] if sample.get("ttft_s") is not None else sample.get("e2e_s")
+    return sample.get("e2e_s")
+
+
+def neighbour_ratio(observed: list, neighbours: Any, metric: str, resolution_s: float) -> Any:
+    """The median over runs of the victim's measure / its neighbours' median measure
+    (`neighbours[i]`: the neighbours' samples in the run of `observed[i]`), over the runs
+    that have both; None when none has."""
+    ratios = []
+    for sample, beside in zip(observed, neighbours or []):
+        mine = fair_measure(sample, metric)
+        theirs = [v for v in (fair_measure(n, metric) for n in beside or []) if v is not None]
+        if mine is not None and theirs:
+            ratios.append(mine / max(median(theirs), resolution_s, 1e-9))
+    return median(ratios)
+
+
+def neighbours_of(pairs: list, victim: str, window_s: float) -> list:
+    """The latencies of the victim's neighbours in one run: every other request answered
+    with a complete 200, sent no later than `window_s` after the victim and ended no
+    earlier than the victim was sent."""
+    by_id = {req["id"]: res for req, res in pairs}
+    mine = by_id.get(victim) or {}
+    sent = mine.get("sent_s")
+    if sent is None:
+        return []
+    out = []
+    for req, res in pairs:
+        start, took = res.get("sent_s"), res.get("took_s")
+        if req["id"] == victim or start is None or took is None or start + took < sent \
+                or start > sent + window_s:
+            continue
+        sample = latency_of(req, res)
+        if sample is not None:
+            out.append(sample)
+    return out
+
+
+def slowdown(alone: list, observed: list, rule: dict, neighbours: Any = None) -> Any:
     """The worst metric whose observed median exceeds `factor` x the alone median and
-    the alone median by more than the rule's floor, else None."""
+    the alone median by more than the rule's floor, else None. A rule with a
+    `neighbour_factor` (the fairness guard) lets a metric pass when the victim took no
+    more than that factor as long as its `neighbours` (one list per observed run)."""
     worst = None
+    guard = rule.get("neighbour_factor")
     for metric in ("ttft_s", "tpot_s", "e2e_s"):
         base = median([s[metric] for s in alone])
         seen = median([s[metric] for s in observed])
@@ -977,9 +1023,14 @@ def slowdown(alone: list, observed: list, rule: dict) -> Any:
             continue
         floor = rule["min_excess_tpot_s"] if metric == "tpot_s" else rule["min_excess_s"]
         if seen > rule["factor"] * max(base, rule["resolution_s"]) and seen - base > floor:
+            fair = (neighbour_ratio(observed, neighbours, metric, rule["resolution_s"])
+                    if guard is not None else None)
+            if fair is not None and fair <= guard:
+                continue  # no worse off than its neighbours: the whole batch was slow
             ratio = seen / max(base, rule["resolution_s"], 1e-9)
             if worst is None or ratio > worst["ratio"]:
-                worst = {"metric": metric, "alone": base, "seen": seen, "ratio": ratio}
+                worst = {"metric": metric, "alone": base, "seen": seen, "ratio": ratio,
+                         "neighbour_ratio": fair}
     return worst
 
 
@@ -1006,7 +1057,10 @@ def check_interference(pairs: list, after: dict, failure: dict, data: dict) -> l
     if mine is None:
         return [(victim, "unjudged", expected, "no complete answer in the scenario: "
                  + why_unjudged(res))]
-    worst = slowdown(alone, [mine], rule)
+    guard = rule.get("neighbour_factor")
+    beside = ([neighbours_of(pairs, victim, rule.get("neighbour_window_s", 1.0))]
+              if guard is not None else None)
+    worst = slowdown(alone, [mine], rule, beside)
     metric = worst["metric"] if worst else data.get("metric") or "e2e_s"
     base = median([s.get(metric) for s in alone])
     if base is None or mine.get(metric) is None:
@@ -1017,6 +1071,10 @@ def check_interference(pairs: list, after: dict, failure: dict, data: dict) -> l
     actual = "%s alone: median %.1f ms over %d runs; in the scenario: %.1f ms, %.1fx%s" % (
         names[metric], 1000 * base, len(alone), 1000 * mine[metric],
         mine[metric] / max(base, rule["resolution_s"], 1e-9), recorded)
+    fair = neighbour_ratio([mine], beside, metric, rule["resolution_s"]) if beside else None
+    if fair is not None:
+        expected += ", or no more than %gx as long as the requests beside it" % guard
+        actual += "; %.1fx as long as the requests beside it" % fair
     return [(victim, "fail" if worst else "pass", expected, actual)]
 
 

@@ -203,6 +203,11 @@ def _own_notes(kind: str, data: dict[str, Any]) -> list[str]:
         note = (f"Before each replay, the victim request ({data.get('victim')}) runs on its "
                 f"own ({data.get('alone_runs')} timed runs after a warm-up, `--alone-runs N`); "
                 "its latency in the scenario is compared with the median of those.")
+        guard = (data.get("rule") or {}).get("neighbour_factor")
+        if guard is not None:
+            note += (f" It counts as slowed down only if it also took more than {guard:g}x "
+                     "as long as the requests answered beside it (everyone slow together "
+                     "is the cost of a batch, not starvation).")
     elif not data.get("needs_alone"):
         note = "A canary in the wrong output shows on its own: nothing runs alone first."
     else:
@@ -380,9 +385,9 @@ async def send(session, base, req, data, t0, limits, headers):
     loop = asyncio.get_running_loop()
     await asyncio.sleep(max(0.0, req.get("offset_ms", 0) / 1000 - (loop.time() - t0)))
     sent = loop.time()
-    res = {"status": None, "body": None, "events": None, "content_type": "", "error": None,
-           "deadline": None, "deadline_s": None, "disconnected": False,
-           "body_truncated": False}
+    res = {"status": None, "body": None, "events": None, "event_times": [], "content_type": "",
+           "error": None, "deadline": None, "deadline_s": None, "disconnected": False,
+           "body_truncated": False, "sent_s": sent - t0}
     phase = "first_byte"
 
     def seconds_left(name, since):
@@ -411,6 +416,7 @@ async def send(session, base, req, data, t0, limits, headers):
             chunks += len(new)
             if sse:
                 events += new
+                res["event_times"] += [last - sent] * len(new)
             else:
                 res["body_truncated"] |= len(raw) + sum(map(len, new)) > BODY_CAP
                 raw += b"".join(new)[:max(0, BODY_CAP - len(raw))]
@@ -644,7 +650,7 @@ async def send_timed(session, base, req, data, t0, limits, headers):
     sent = loop.time()
     res = {"status": None, "body": None, "events": None, "event_times": [], "content_type": "",
            "error": None, "deadline": None, "deadline_s": None, "disconnected": False,
-           "body_truncated": False}
+           "body_truncated": False, "sent_s": sent - t0}
     raw, events, parser, sse = bytearray(), [], SseParser(), False
     try:
         async with session.request(

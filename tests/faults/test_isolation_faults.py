@@ -218,35 +218,67 @@ def test_a_batch_slow_for_every_light_request_is_no_interference() -> None:
     assert [f.request_id for f in unguarded] == ["V"]
 
 
-def test_the_replay_judge_applies_a_recorded_fairness_guard() -> None:
-    """`vlfuzz replay` judges a bundle whose rule has the guard by it: the starved
-    victim still fails, the one merely as slow as its batch does not."""
+async def guarded_bundles(ep: Endpoint) -> list[Any]:
+    """Bundles of a starved victim and of one merely as slow as its batch, as a campaign
+    records them: suspected by the plain rule, judged by the one with the fairness guard."""
     from fuzz.bundle import Bundle, fuzzer_info
     from fuzz.isolation_record import JudgedBy, with_judged_by
-    from fuzz.oracles import check
-    from fuzz.replay_judges import replay_interference
     from fuzz.triage import first_reproduced
 
     victim = probe_request("V", "I am the victim.", stream=True)
     starved = scenario_of(victim, *neutral_requests(3, offset_ms=700.0), heavy("H"))
     batch = scenario_of(victim, *neutral_requests(4), heavy("H"))
+    bundles = []
+    for scenario in (starved, batch):
+        alone = await calibrate_latency(ep, scenario, "V", runs=3, deadlines=DL)
+        trace = await play(ep, scenario)
+        f = interference_suspects(scenario, trace, {alone.key: alone}, RULE)[0]
+        f = with_judged_by(f, JudgedBy(subjects=("V",), rule=FAIR, alone=alone))
+        bundles.append(Bundle(scenario, f, trace, first_reproduced(f), {"model_id": "iso-model"},
+                              fuzzer_info(0), len(scenario.requests)))
+    return bundles
+
+
+def test_the_replay_judge_applies_a_recorded_fairness_guard() -> None:
+    """`vlfuzz replay` judges a bundle whose rule has the guard by it: the starved
+    victim still fails, the one merely as slow as its batch does not."""
+    from fuzz.oracles import check
+    from fuzz.replay_judges import replay_interference
 
     async def test(server: IsolationServer, ep: Endpoint) -> Any:
-        tallies = []
-        for scenario in (starved, batch):
-            alone = await calibrate_latency(ep, scenario, "V", runs=3, deadlines=DL)
-            trace = await play(ep, scenario)
-            f = interference_suspects(scenario, trace, {alone.key: alone}, RULE)[0]
-            f = with_judged_by(f, JudgedBy(subjects=("V",), rule=FAIR, alone=alone))
-            bundle = Bundle(scenario, f, trace, first_reproduced(f), {"model_id": "iso-model"},
-                            fuzzer_info(0), len(scenario.requests))
-            tallies.append(await replay_interference(bundle, ep, runs=2, deadlines=DL,
-                                                     check=check))
-        return tallies
+        return [await replay_interference(bundle, ep, runs=2, deadlines=DL, check=check)
+                for bundle in await guarded_bundles(ep)]
 
     slowed, batched = served("stall", test, **STALL)
     assert slowed.failing == 2 and "as long as its neighbours (limit 2x)" in slowed.note
     assert batched.runs == 2 and batched.failing == 0 and batched.error is None
+
+
+def test_repro_py_applies_a_recorded_fairness_guard(tmp_path: Path) -> None:
+    """The standalone repro.py judges by the guard too: it fails for the starved victim
+    and passes the one as slow as the requests beside it."""
+    import sys
+
+    from fuzz.bundle import write_bundle
+
+    async def test(server: IsolationServer, ep: Endpoint) -> Any:
+        outs = []
+        for i, bundle in enumerate(await guarded_bundles(ep)):
+            folder = write_bundle(bundle, tmp_path / str(i))
+            assert "more than 2x as long as the requests answered beside it" in \
+                " ".join((folder / "repro.py").read_text().split())
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, str(folder / "repro.py"), "--endpoint", server.base_url,
+                "--runs", "2", "--settle", "0.1", stdout=asyncio.subprocess.PIPE)
+            out, _ = await asyncio.wait_for(proc.communicate(), 120)
+            outs.append((proc.returncode, out.decode()))
+        return outs
+
+    (starved, starved_out), (batch, batch_out) = served("stall", test, **STALL)
+    assert starved == 1 and "STILL FAILING" in starved_out, starved_out
+    assert "or no more than 2x as long as the requests beside it" in starved_out
+    assert batch == 0 and "NOT REPRODUCED" in batch_out, batch_out
+    assert "as long as the requests beside it" in batch_out
 
 
 def test_a_merely_noisy_server_raises_nothing() -> None:

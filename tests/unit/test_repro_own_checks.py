@@ -132,20 +132,68 @@ samples = st.builds(LatencySample, st.one_of(st.none(), st.floats(0.0, 2.0)),
                     st.one_of(st.none(), st.floats(0.0, 0.2)), st.floats(0.0, 3.0))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(st.lists(samples, min_size=1, max_size=4), st.lists(samples, min_size=1, max_size=3),
-       st.sampled_from([1.5, 5.0]))
+       st.sampled_from([1.5, 5.0]), st.sampled_from([None, 1.0, 2.0]),
+       st.lists(st.one_of(st.none(), st.lists(samples, max_size=3)), max_size=3))
 def test_slowdown_is_the_interference_rule(alone: list[LatencySample],
-                                           observed: list[LatencySample], factor: float) -> None:
-    rule = SlowdownRule(factor=factor)
-    oracle = judge_slowdown(alone, observed, rule)
+                                           observed: list[LatencySample], factor: float,
+                                           guard: float | None,
+                                           beside: list[list[LatencySample] | None]) -> None:
+    """With and without the fairness guard (the neighbours of each observed run)."""
+    rule = SlowdownRule(factor=factor, neighbour_factor=guard)
+    oracle = judge_slowdown(alone, observed, rule, neighbours=beside)
     port = rc.slowdown([s.to_json() for s in alone], [s.to_json() for s in observed],
                        {"factor": factor, "min_excess_s": rule.min_excess_s,
                         "min_excess_tpot_s": rule.min_excess_tpot_s,
-                        "resolution_s": rule.resolution_s})
+                        "resolution_s": rule.resolution_s, "neighbour_factor": guard},
+                       [None if b is None else [s.to_json() for s in b] for b in beside])
     assert (oracle is None) == (port is None)
     if oracle is not None:
         assert port["metric"] == oracle.metric and math.isclose(port["ratio"], oracle.ratio)
+        assert (port["neighbour_ratio"] is None) == (oracle.neighbour_ratio is None)
+        if oracle.neighbour_ratio is not None:
+            assert math.isclose(port["neighbour_ratio"], oracle.neighbour_ratio)
+
+
+@st.composite
+def timed_runs(draw: Any) -> tuple[Any, Any]:
+    """A scenario's requests with overlapping send times, some streamed, some failed."""
+    from fuzz.model import Scenario, Trace
+
+    specs, traces = [], []
+    for i in range(draw(st.integers(1, 5))):
+        answer, stream = draw(answers(length=draw(st.integers(0, 3)))), draw(st.booleans())
+        req, rt = _wire(answer, stream)
+        # quarter seconds: exact in binary, so the window's edges are hit exactly
+        sent, took = (draw(st.integers(0, 12)) / 4 for _ in range(2))
+        rt = RequestTrace(f"r{i}", sent, draw(st.sampled_from([200, 200, 500])), body=rt.body,
+                          events=rt.events, end_s=sent + took,
+                          chunk_times_s=tuple(sent + t for t in rt.chunk_times_s))
+        specs.append(RequestSpec.from_json({**req, "id": f"r{i}"}))
+        traces.append(rt)
+    return Scenario(tuple(specs)), Trace(tuple(traces))
+
+
+@settings(max_examples=200, deadline=None)
+@given(timed_runs(), st.sampled_from([0.0, 0.5, 1.0]))
+def test_neighbours_are_the_oracles_neighbours(run: Any, window: float) -> None:
+    """repro.py picks the victim's neighbours from its own send times as the oracle
+    picks them from the trace."""
+    from fuzz.isolation.interference import neighbour_samples
+    from fuzz.issue import recorded_result
+
+    scenario, trace = run
+    pairs = [(spec.to_json(), recorded_result(rt)) for spec, rt in zip(scenario.requests,
+                                                                       trace.requests)]
+    oracle = neighbour_samples(scenario, trace, "r0", window)
+    port = rc.neighbours_of(pairs, "r0", window)
+    assert len(port) == len(oracle)
+    for mine, theirs in zip(port, oracle):
+        for metric in ("ttft_s", "tpot_s", "e2e_s"):
+            assert (mine[metric] is None) == (theirs.get(metric) is None)
+            if mine[metric] is not None:
+                assert math.isclose(mine[metric], theirs.get(metric), abs_tol=1e-9)
 
 
 def test_latency_is_timed_as_the_oracle_times_it() -> None:
