@@ -27,7 +27,9 @@ from fuzz import __version__
 
 if TYPE_CHECKING:
     from fuzz.auth import AuthEndpoint
+    from fuzz.bundle import Bundle
     from fuzz.config import CampaignConfig
+    from fuzz.replay import PrepareFn
     from fuzz.report import Summary
     from fuzz.runner import Endpoint
     from fuzz.target.paths import TargetPaths
@@ -246,6 +248,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the target's log file, followed during each replay: server-log "
                              "bundles cannot be judged without it (the embedded target's is "
                              "followed automatically)")
+    replay.add_argument("--fresh-target", action="store_true",
+                        help="restart the embedded target before each bundle, for failures "
+                             "that depend on what the server saw first (without --endpoint; "
+                             "the embedded target always runs with the vLLM flags each bundle "
+                             "was recorded with)")
 
     bundle = sub.add_parser("bundle", help="inspect, pack, triage or refresh a failure bundle",
                             description="`show` prints a bundle's summary; `pack` writes a single "
@@ -598,17 +605,35 @@ def cmd_replay(args) -> int:
 
     server_log = args.server_log
     if args.endpoint:
-        endpoint = _external_endpoint(args.endpoint, args.model, args.api_key, tuple(args.header))
-    else:
-        if args.api_key or args.header:
-            print("vlfuzz: --api-key/--header only apply with --endpoint; ignored", file=sys.stderr)
-        embedded_target = _embedded_endpoint(args)
-        if embedded_target is None:
+        if args.fresh_target:
+            print("vlfuzz: --fresh-target restarts the embedded target; with --endpoint, "
+                  "restart the server yourself", file=sys.stderr)
             return 2
-        endpoint, state = embedded_target
-        server_log = server_log or (Path(state.log_file) if state.log_file else None)
-    return replay_paths(args.paths, endpoint, runs=args.runs, junit_path=args.junit,
-                        server_log=server_log)
+        endpoint = _external_endpoint(args.endpoint, args.model, args.api_key, tuple(args.header))
+        return replay_paths(args.paths, endpoint, runs=args.runs, junit_path=args.junit,
+                            server_log=server_log)
+    if args.api_key or args.header:
+        print("vlfuzz: --api-key/--header only apply with --endpoint; ignored", file=sys.stderr)
+    paths = _target_paths(args)
+    return replay_paths(args.paths, None, runs=args.runs, junit_path=args.junit,
+                        server_log=server_log or paths.log_file,
+                        prepare=_embedded_preparer(paths, args.model, args.fresh_target))
+
+
+def _embedded_preparer(paths: TargetPaths, model: str | None, fresh: bool) -> PrepareFn:
+    """Readies the embedded target for each bundle: up with the vLLM flags the bundle
+    was recorded with (restarted when it runs with others, or always when `fresh`)."""
+    from fuzz.runner import Endpoint
+    from fuzz.target import embedded
+    from fuzz.target.server import ServerConfig, launch_flags
+
+    async def prepare(bundle: Bundle) -> Endpoint:
+        config = ServerConfig(extra_args=launch_flags(bundle.target.get("server_argv")) or ())
+        start = embedded.restart if fresh else embedded.up
+        state = await asyncio.to_thread(start, paths, config, _log)
+        return Endpoint(state.base_url, model or state.model)
+
+    return prepare
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 RunFn = Callable[[Any, Scenario, Deadlines], Awaitable[Trace]]
 CheckFn = Callable[[Scenario, Trace], list[Failure]]
 HealthFn = Callable[[Any], Awaitable[str | None]]
+PrepareFn = Callable[[Bundle], Awaitable[Any]]  # readies the target for a bundle: its endpoint
 HEALTH_TIMEOUT_S = 5.0
 
 
@@ -290,11 +291,13 @@ def exit_code(results: Sequence[ReplayResult]) -> int:
 async def replay_all(paths: Iterable[Path | str], endpoint: Any, *, runs: int = 3,
                      out: Callable[[str], Any] = print, deadlines: Deadlines | None = None,
                      run: RunFn | None = None, check: CheckFn | None = None,
-                     health: HealthFn | None = None,
-                     server_log: Path | None = None) -> list[ReplayResult]:
+                     health: HealthFn | None = None, server_log: Path | None = None,
+                     prepare: PrepareFn | None = None) -> list[ReplayResult]:
     """Replay every bundle under `paths` one after another (bundles are about
     concurrency, so they must not disturb each other); `server_log` as for
-    `replay_bundle`."""
+    `replay_bundle`. `prepare`, if given, readies the target for each bundle (say, the
+    embedded one started afresh with the flags the bundle was recorded with) and
+    returns the endpoint to replay it on; what it raises is that bundle's ERROR."""
     results: list[ReplayResult] = []
     for p in paths:
         try:
@@ -306,7 +309,20 @@ async def replay_all(paths: Iterable[Path | str], endpoint: Any, *, runs: int = 
         if not found:
             out(f"no bundles under {p}")
         for b in found:
-            results.append(await replay_bundle(b, endpoint, runs=runs, deadlines=deadlines,
+            bundle: Bundle | Path = b
+            target = endpoint
+            if prepare is not None:
+                try:
+                    bundle = load_bundle(b)
+                    target = await prepare(bundle)
+                except BundleError:
+                    pass  # replay_bundle reports it
+                except Exception as e:  # e.g. the target would not start with those flags
+                    results.append(ReplayResult(Path(b), Verdict.ERROR, 0, 0, (),
+                                                f"target not ready for this bundle: {e}", 0.0))
+                    out(results[-1].line())
+                    continue
+            results.append(await replay_bundle(bundle, target, runs=runs, deadlines=deadlines,
                                                run=run, check=check, health=health,
                                                server_log=server_log))
             out(results[-1].line())
@@ -317,14 +333,14 @@ def replay_paths(paths: Iterable[Path | str], endpoint: Any, *, runs: int = 3,
                  junit_path: Path | None = None, out: Callable[[str], Any] = print,
                  deadlines: Deadlines | None = None, run: RunFn | None = None,
                  check: CheckFn | None = None, health: HealthFn | None = None,
-                 server_log: Path | None = None) -> int:
+                 server_log: Path | None = None, prepare: PrepareFn | None = None) -> int:
     """Replay bundles, print one line each, optionally write JUnit XML; return the
     exit code (see `exit_code`). A bad bundle or path is an ERROR line, not a crash."""
     from fuzz.junit import write_junit
 
     results = asyncio.run(replay_all(paths, endpoint, runs=runs, out=out, deadlines=deadlines,
                                      run=run, check=check, health=health,
-                                     server_log=server_log))
+                                     server_log=server_log, prepare=prepare))
     if junit_path is not None:
         write_junit(results, junit_path)
     counts = {v: sum(r.verdict is v for r in results) for v in Verdict}

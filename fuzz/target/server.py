@@ -128,6 +128,18 @@ def running(paths: TargetPaths) -> ServerState | None:
     return None
 
 
+def launch_flags(argv: Sequence[str] | None) -> tuple[str, ...] | None:
+    """The flags a recorded launch (`ServerState.argv`, a bundle's `server_argv`) added to
+    the embedded target's own (`ServerConfig.extra_args`), or None when `argv` is not a
+    launch of the embedded target (an external server, or nothing recorded)."""
+    base = ServerConfig().argv(Path("checkpoint"), 0)
+    if not argv or len(argv) < len(base):
+        return None
+    if any(ours.startswith("-") and ours != theirs for ours, theirs in zip(base, argv)):
+        return None
+    return tuple(argv[len(base):])
+
+
 def same_launch(recorded: Sequence[str], wanted: Sequence[str], port_matters: bool) -> bool:
     """Whether a running server was launched as wanted; its port counts only if one was asked for."""
     def masked(argv: Sequence[str]) -> list[str]:

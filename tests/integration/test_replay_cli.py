@@ -10,14 +10,15 @@ from pathlib import Path
 
 from fuzz.bundle import Bundle, Reproduced, load_bundle, write_bundle
 from fuzz.model import Failure, RequestSpec, Scenario, Trace
+from fuzz.target.server import launch_flags
 
 REPO = Path(__file__).resolve().parents[2]
 TOOL_BUNDLE = next((REPO / "corpora" / "bundles").glob("tool-call-invalid-*-3d9134ce"))
 
 
-def _replay(*args: str) -> subprocess.CompletedProcess:
+def _replay(*args: str, timeout_s: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "fuzz.cli", "replay", *args],
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=timeout_s)
 
 
 def test_committed_bundle_still_fails_on_the_real_target(real_target, tmp_path):
@@ -33,28 +34,28 @@ def test_committed_bundle_still_fails_on_the_real_target(real_target, tmp_path):
 
 def _default_config(path: Path) -> bool:
     """Recorded on the embedded target as the tests start it (no extra vLLM flags)."""
-    argv = load_bundle(path).target.get("server_argv") or []
-    return "--structured-outputs-config" not in argv and "--async-scheduling" not in argv
+    return not launch_flags(load_bundle(path).target.get("server_argv"))
 
 
-# Bundles that fail only on a server whose structured-output backend `auto` latched to
-# guidance (its first structured request needed guidance, e.g. a `multipleOf`): vLLM 0.32
-# keeps one backend per engine, and the test session's target latches to xgrammar.
-NEEDS_GUIDANCE_LATCH = ("-log-ke-5a7760cd", "-schema-n-e6a5551a")
-
-# The regression set's vLLM bugs that leave the server alive and need no other server
-# flags, replayed on every CI run (the engine-killing one costs a restart, ~2 min, and a
-# bug of the outlines backend needs a server started with it: both replayed by hand).
-SURVIVABLE = sorted(p for p in (REPO / "corpora" / "bundles").iterdir()
-                    if (p / "bundle.json").exists() and _default_config(p)
-                    and not p.name.endswith(NEEDS_GUIDANCE_LATCH)
-                    and load_bundle(p).failure.kind not in ("target_dead", "target_wedged"))
+# Bundles whose failure needs what a fresh server sees first: vLLM 0.32 latches one
+# structured-output backend per engine on its first structured request (vllm#43920), so
+# these scenarios open with the request that latches it, and are replayed each on a newly
+# started target (`--fresh-target`); and the engine-killing one.
+NEEDS_FRESH = ("-log-ke-5a7760cd", "-schema-n-e6a5551a", "-log-ru-388a2de1")
+ALL = sorted(p for p in (REPO / "corpora" / "bundles").iterdir() if (p / "bundle.json").exists())
+FRESH = [p for p in ALL if p.name.endswith(NEEDS_FRESH)
+         or load_bundle(p).failure.kind in ("target_dead", "target_wedged")]
+# The rest that need other vLLM flags (another structured-output backend): replayed on
+# the embedded target restarted with the flags each was recorded with.
+OTHER_FLAGS = sorted((p for p in ALL if p not in FRESH and not _default_config(p)),
+                     key=lambda p: launch_flags(load_bundle(p).target.get("server_argv")))
+# And the rest, on the test session's target as it runs.
+SURVIVABLE = [p for p in ALL if p not in FRESH and p not in OTHER_FLAGS]
 
 
 def test_every_survivable_corpus_bundle_still_fails_on_the_real_target(real_target):
     assert len(SURVIVABLE) >= 3
-    names = [p.name for p in (REPO / "corpora" / "bundles").iterdir()]
-    assert all(any(n.endswith(x) for n in names) for x in NEEDS_GUIDANCE_LATCH)  # not stale
+    assert sum(p.name.endswith(NEEDS_FRESH) for p in FRESH) == len(NEEDS_FRESH)  # not stale
     proc = _replay(*map(str, SURVIVABLE), "--endpoint", real_target.base_url, "--runs", "2")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert proc.stdout.count("STILL FAILING") == len(SURVIVABLE), proc.stdout
@@ -82,3 +83,22 @@ def test_a_hostile_bundle_is_an_error_not_a_crash(real_target, tmp_path):
     assert proc.returncode == 2
     assert "ERROR" in proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+# Last in this module: these restart the embedded target (the next test's `real_target`
+# brings it back with the default flags).
+def test_every_corpus_bundle_of_other_flags_still_fails_on_the_target_launched_with_them(
+        target_paths, _session_target):
+    assert OTHER_FLAGS
+    proc = _replay(*map(str, OTHER_FLAGS), "--runs", "1", timeout_s=300 * len(OTHER_FLAGS))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stdout.count("STILL FAILING") == len(OTHER_FLAGS), proc.stdout
+    assert "runs with other flags; restarting it" in proc.stdout
+
+
+def test_every_state_dependent_corpus_bundle_still_fails_on_a_fresh_target(
+        target_paths, _session_target):
+    proc = _replay(*map(str, FRESH), "--fresh-target", "--runs", "1", timeout_s=300 * len(FRESH))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stdout.count("STILL FAILING") == len(FRESH), proc.stdout
+    assert proc.stdout.count("starting vLLM") == len(FRESH)

@@ -50,6 +50,40 @@ def test_repeat_is_an_alias_of_runs():
     assert args.runs == 5
 
 
+def test_replay_on_the_embedded_target_uses_each_bundles_recorded_flags(monkeypatch, tmp_path):
+    """Without --endpoint, a bundle recorded with extra vLLM flags (here: the outlines
+    backend) is replayed on the embedded target launched with them; --fresh-target
+    restarts it before every bundle instead of reusing it."""
+    import asyncio
+
+    from fuzz.cli import _embedded_preparer
+    from fuzz.target import embedded
+    from fuzz.target.paths import TargetPaths
+    from fuzz.target.server import ServerState
+
+    started: list[tuple[str, tuple[str, ...]]] = []
+
+    def fake(how):
+        def start(paths, config, log):
+            started.append((how, config.extra_args))
+            return ServerState(pid=1, base_url="http://127.0.0.1:9", model="m", log_file="")
+        return start
+
+    monkeypatch.setattr(embedded, "up", fake("up"))
+    monkeypatch.setattr(embedded, "restart", fake("restart"))
+    outlines = load_bundle(next(p for p in BUNDLES.iterdir() if p.name.endswith("2050f435")))
+    tool = load_bundle(TOOL)  # recorded before bundles kept the launch: the default flags
+    paths = TargetPaths(tmp_path)
+    for fresh in (False, True):
+        prepare = _embedded_preparer(paths, None, fresh)
+        endpoints = [asyncio.run(prepare(b)) for b in (outlines, tool)]
+        assert endpoints[0].base_url == "http://127.0.0.1:9" and endpoints[1].model == "m"
+    how = ["up", "restart"]
+    assert started == [(h, flags) for h in how for flags in (
+        ("--structured-outputs-config", '{"backend": "outlines"}'), ())]
+    assert main(["replay", str(TOOL), "--endpoint", "http://127.0.0.1:9", "--fresh-target"]) == 2
+
+
 @pytest.fixture
 def tool_copy(tmp_path: Path) -> Path:
     return Path(shutil.copytree(TOOL, tmp_path / TOOL.name))

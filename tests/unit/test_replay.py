@@ -157,6 +157,30 @@ def test_empty_directory_is_fine(tmp_path: Path) -> None:
     assert "no bundles" in lines[0]
 
 
+def test_each_bundle_is_replayed_on_the_target_its_preparer_readies(corpus: Path,
+                                                                     tmp_path: Path) -> None:
+    """`vlfuzz replay` on the embedded target: `prepare` sees every bundle before its
+    replay and gives the endpoint it runs on; a target that will not start is that
+    bundle's ERROR, and the others still replay."""
+    readied: list[str] = []
+
+    async def prepare(bundle: Bundle) -> FakeEndpoint:
+        readied.append(bundle.signature)
+        if bundle.signature.startswith("beta"):
+            raise RuntimeError("vLLM exited with code 1 during start-up")
+        return FakeEndpoint(f"http://127.0.0.1:{len(readied)}", "")
+
+    (corpus / "zz-corrupt.tar.gz").write_bytes(b"junk")
+    fakes, lines = Fakes([["alpha|500|a"]]), []
+    code = replay_paths([corpus], None, runs=1, out=lines.append, prepare=prepare,
+                        **fakes.inject())
+    assert readied == ["alpha|500|a", "beta|500|b"]
+    assert [e.base_url for e, _ in fakes.calls] == ["http://127.0.0.1:1"]
+    assert code == 2 and lines[0].startswith("STILL FAILING 1/1  alpha|500|a")
+    assert lines[1].startswith("ERROR") and "vLLM exited with code 1" in lines[1]
+    assert lines[2].startswith("ERROR") and "zz-corrupt" in lines[2]
+
+
 class _Health(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802
         self.send_response(200 if self.path == "/health" else 404)

@@ -54,6 +54,17 @@ def test_a_running_server_is_reused_only_when_launched_with_the_same_flags():
                                   port_matters=True)
 
 
+def test_a_recorded_launch_gives_back_the_flags_it_added():
+    """What `vlfuzz replay` restarts the embedded target with for a bundle."""
+    flags = ("--structured-outputs-config", '{"backend": "outlines"}', "--max-model-len", "2048")
+    recorded = ServerConfig(extra_args=flags).argv(Path("/elsewhere/ckpt"), 45193)
+    assert server.launch_flags(recorded) == flags
+    assert server.launch_flags(ServerConfig().argv(Path("/c"), 1)) == ()
+    assert server.launch_flags(None) is None and server.launch_flags([]) is None
+    external = ["vllm", "serve", "Qwen/Qwen3-VL-2B", "--port", "8000"] + ["--x"] * 20
+    assert server.launch_flags(external) is None
+
+
 def test_pypi_only_install_hides_the_local_wheel_folder(monkeypatch):
     monkeypatch.setenv("PIP_FIND_LINKS", "/opt/wheels")
     env = install._pypi_only_env()
