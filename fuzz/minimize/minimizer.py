@@ -97,8 +97,10 @@ async def minimize(scenario: Scenario, signature: str, replay: Replay, *,
         exhausted = True
     except ReplayFailed as exc:
         error = str(exc)
-    if original.reproduces:  # re-measured when it turned out to be flaky
-        original = problem.outcome(scenario)
+    searched = original.reproduces  # the measurement finished, and the search ran
+    # every replay of the original: re-measured when it turned out to be flaky, or cut
+    # short by the budget while it was still being measured
+    original = problem.outcome(scenario)
     best = scenario if fingerprint(problem.current) == fingerprint(scenario) else problem.current
     final = original if best is scenario else problem.outcome(best)
     if best is not scenario and final_runs > 0 and not exhausted and error is None:
@@ -113,9 +115,9 @@ async def minimize(scenario: Scenario, signature: str, replay: Replay, *,
     return MinimizeResult(
         scenario=best, trace=trace, failure=failure, original=original, final=final,
         candidates=problem.candidates, replays=problem.replays, wall_s=problem.wall_s(),
-        budget_exhausted=exhausted, test=problem.test if original.reproduces else None,
+        budget_exhausted=exhausted, test=problem.test if searched else None,
         passes={name: s.to_json() for name, s in problem.stats.items()},
-        schedule_note=timing.schedule_note(problem) if original.reproduces else "",
+        schedule_note=timing.schedule_note(problem) if searched else "",
         backoffs=problem.backoffs, rounds=rounds, drift=dict(problem.drift), error=error)
 
 

@@ -168,6 +168,18 @@ def test_budget_exhaustion_keeps_the_best_candidate_so_far():
     assert result.final.reproduces
 
 
+def test_a_budget_spent_measuring_a_flaky_original_still_reports_its_replays():
+    """A rare failure on a slow target: the budget runs out while the original is
+    still being measured. The result (and so the bundle) says what those replays
+    showed, not 0 of 0."""
+    result = run(minimize(scenario(6), SIG, fake(needs("r1"), p=0.3, seed=3),
+                          budget=Budget(max_replays=7)))
+    assert result.budget_exhausted and result.replays == 7
+    assert result.original.runs == 7 and 0 < result.original.hits < 7
+    assert result.scenario == scenario(6) and result.final == result.original
+    assert result.test is None and result.schedule_note == ""  # no search ran
+
+
 def test_wall_clock_budget_and_a_failing_replay_stop_with_the_best_so_far():
     ticks = iter(range(1000))
     result = run(minimize(scenario(16), SIG, fake(needs("r3")), budget=Budget(max_wall_s=6.0),
