@@ -32,23 +32,22 @@ def test_committed_bundle_still_fails_on_the_real_target(real_target, tmp_path):
     assert [len(c.findall("failure")) for c in cases] == [1]
 
 
-def _default_config(path: Path) -> bool:
-    """Recorded on the embedded target as the tests start it (no extra vLLM flags)."""
-    return not launch_flags(load_bundle(path).target.get("server_argv"))
-
+# Each corpus bundle, loaded once: the vLLM flags it was recorded with beyond the
+# embedded target's own (none: recorded as the tests start the target), and its kind.
+ALL = sorted(p for p in (REPO / "corpora" / "bundles").iterdir() if (p / "bundle.json").exists())
+_LOADED = {p: load_bundle(p) for p in ALL}
+FLAGS = {p: launch_flags(b.target.get("server_argv")) or () for p, b in _LOADED.items()}
 
 # Bundles whose failure needs what a fresh server sees first: vLLM 0.32 latches one
 # structured-output backend per engine on its first structured request (vllm#43920), so
 # these scenarios open with the request that latches it, and are replayed each on a newly
 # started target (`--fresh-target`); and the engine-killing one.
 NEEDS_FRESH = ("-log-ke-5a7760cd", "-schema-n-e6a5551a", "-log-ru-388a2de1")
-ALL = sorted(p for p in (REPO / "corpora" / "bundles").iterdir() if (p / "bundle.json").exists())
 FRESH = [p for p in ALL if p.name.endswith(NEEDS_FRESH)
-         or load_bundle(p).failure.kind in ("target_dead", "target_wedged")]
+         or _LOADED[p].failure.kind in ("target_dead", "target_wedged")]
 # The rest that need other vLLM flags (another structured-output backend): replayed on
-# the embedded target restarted with the flags each was recorded with.
-OTHER_FLAGS = sorted((p for p in ALL if p not in FRESH and not _default_config(p)),
-                     key=lambda p: launch_flags(load_bundle(p).target.get("server_argv")))
+# the embedded target restarted with the flags each was recorded with, grouped by flags.
+OTHER_FLAGS = sorted((p for p in ALL if p not in FRESH and FLAGS[p]), key=FLAGS.__getitem__)
 # And the rest, on the test session's target as it runs.
 SURVIVABLE = [p for p in ALL if p not in FRESH and p not in OTHER_FLAGS]
 
